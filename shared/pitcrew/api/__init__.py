@@ -1,0 +1,34 @@
+"""The pitcrew HTTP API (the ``api`` function): a Chalice app assembled from blueprints.
+
+``functions/api/app.py`` only calls ``create_app``; each capability adds its routes as a
+blueprint here, declared with ``routes.route`` so that authentication and the mapping of
+pitcrew errors to ``{"error": ...}`` responses happen the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from chalice import Chalice
+
+from pitcrew.api import health
+from pitcrew.api.routes import ApiContext
+from pitcrew.config import Config
+from pitcrew.observability import Instruments
+
+
+def create_app(config: Config, instruments: Instruments) -> Chalice:
+    """The Chalice app with every blueprint registered."""
+    app = Chalice(app_name="pitcrew-api")
+    context = ApiContext(config=config, instruments=instruments)
+    app.register_blueprint(health.blueprint(context))
+
+    @app.middleware("http")
+    def correlate(event, get_response):  # type: ignore[no-untyped-def]
+        # Correlation ids for every log line of this request.
+        request_id = (event.context or {}).get("requestId")
+        instruments.logger.append_keys(request_id=request_id, path=event.path)
+        try:
+            return get_response(event)
+        finally:
+            instruments.logger.remove_keys(["request_id", "path"])
+
+    return app

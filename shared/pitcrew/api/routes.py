@@ -1,0 +1,94 @@
+"""How every API route is declared: ``@route(bp, "/path", operator=True)``.
+
+The wrapper authenticates the caller (the operator bearer token from ``api.token``,
+compared in constant time), and turns pitcrew's exceptions into ``{"error": ...}``
+responses with the status ``pitcrew.errors.http_status`` assigns. Unexpected exceptions
+become a logged 500 whose body reveals nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from pitcrew.config import Config
+from pitcrew.errors import InputError, PitcrewError, UnauthorizedError, http_status
+from pitcrew.observability import Instruments
+
+View = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """What every blueprint needs: the configuration and the function's instruments."""
+
+    config: Config
+    instruments: Instruments
+
+
+def error_response(exc: PitcrewError) -> Response:
+    status = http_status(exc)
+    headers = {"WWW-Authenticate": 'Bearer realm="pitcrew"'} if status == 401 else {}
+    return Response(body={"error": str(exc)}, status_code=status, headers=headers)
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header (header names are case-blind)."""
+    for name, value in headers.items():
+        if name.lower() == "authorization":
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def tokens_match(given: str, expected: str) -> bool:
+    """Constant-time comparison, so response timing says nothing about the token."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def require_operator(config: Config, headers: Mapping[str, str]) -> None:
+    """Raise ``UnauthorizedError`` unless the request carries the operator token."""
+    api = config.api
+    if api is None or api.token is None:
+        raise UnauthorizedError("the operator API is disabled: set api.token in the config")
+    given = bearer_token(headers)
+    if given is None:
+        raise UnauthorizedError("missing 'Authorization: Bearer <token>' header")
+    if not tokens_match(given, api.token.get()):
+        raise UnauthorizedError("invalid operator token")
+
+
+def route(
+    blueprint: Blueprint,
+    context: ApiContext,
+    path: str,
+    *,
+    methods: tuple[str, ...] = ("GET",),
+    operator: bool = True,
+    **route_options: Any,
+) -> Callable[[View], View]:
+    """Declare a route; with ``operator=True`` (the default) it needs the operator token."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            try:
+                if operator:
+                    require_operator(context.config, blueprint.current_request.headers)
+                return view(*args, **kwargs)
+            except InputError as exc:
+                return error_response(exc)
+            except PitcrewError as exc:
+                context.instruments.logger.exception("request failed: %s", exc)
+                return error_response(exc)
+
+        blueprint.route(path, methods=list(methods), **route_options)(wrapped)
+        return wrapped
+
+    return decorate

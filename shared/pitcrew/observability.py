@@ -1,0 +1,109 @@
+"""Logging, metrics and tracing for every function, and the guarantee that secrets never
+reach a log line.
+
+Each function calls ``instrument(name)`` once at module level and gets a powertools
+``Logger`` (JSON, correlation ids), ``Metrics`` (EMF, namespace ``pitcrew``) and ``Tracer``.
+Every secret value pitcrew resolves is passed to ``register_secret``; from then on the
+formatter of every pitcrew logger, and a filter on the root logger's handlers, replace it
+with ``***`` wherever it appears. Credentials in URLs (``https://user:pass@host``) are
+redacted the same way without registration.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+REDACTED = "***"
+# Shorter values would redact ordinary words; no real credential is this short.
+MIN_SECRET_LENGTH = 4
+# Bounded repeats: a long run of letters must not make the match quadratic.
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<user>[^/\s:@]{1,256}):[^/\s@]{1,1024}@"
+)
+
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret value so that it is redacted from every log line from now on."""
+    global _pattern  # noqa: PLW0603 - one process-wide registry, rebuilt on change
+    if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH or value in _secrets:
+        return
+    with _lock:
+        _secrets.add(value)
+        # Longest first, so a secret that contains another is redacted whole.
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def forget_secrets() -> None:
+    """Clear the registry (tests only)."""
+    global _pattern  # noqa: PLW0603
+    with _lock:
+        _secrets.clear()
+        _pattern = None
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret and every URL password replaced by ``***``."""
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    return _URL_CREDENTIALS.sub(rf"\g<scheme>\g<user>:{REDACTED}@", text)
+
+
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    """The powertools JSON formatter, redacting the finished line (message, extra keys,
+    exception text alike)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class SecretFilter(logging.Filter):
+    """For handlers pitcrew does not format itself (the Lambda runtime's, libraries'):
+    renders the message once and redacts it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def protect_root_logger() -> None:
+    """Attach the secret filter to every handler of the root logger (idempotent)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(f, SecretFilter) for f in handler.filters):
+            handler.addFilter(SecretFilter())
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """What a function's module creates once: its logger, metrics and tracer."""
+
+    logger: Logger
+    metrics: Metrics
+    tracer: Tracer
+
+
+def instrument(function: str, **logger_options: Any) -> Instruments:
+    """Logger, Metrics and Tracer for one pitcrew function (``service`` is its name)."""
+    protect_root_logger()
+    logger = Logger(service=function, logger_formatter=RedactingFormatter(), **logger_options)
+    metrics = Metrics(namespace="pitcrew", service=function)
+    tracer = Tracer(service=function)
+    return Instruments(logger=logger, metrics=metrics, tracer=tracer)

@@ -1,0 +1,1 @@
+"""Helpers shared by every test tier: sample payloads, fakes and fixtures."""
