@@ -79,7 +79,9 @@ class FakeService:
         """Register a handler; ``pattern`` is a path with ``{name}`` placeholders, or a regex
         if it starts with ``^``."""
         regex = re.compile(
-            pattern if pattern.startswith("^") else "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
+            pattern
+            if pattern.startswith("^")
+            else "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
         )
 
         def register(handler: Handler) -> Handler:
@@ -97,7 +99,9 @@ class FakeService:
     def received(self, method: str, path_prefix: str = "") -> list[Request]:
         with self._lock:
             return [
-                r for r in self.requests if r.method == method.upper() and r.path.startswith(path_prefix)
+                r
+                for r in self.requests
+                if r.method == method.upper() and r.path.startswith(path_prefix)
             ]
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -113,7 +117,7 @@ class FakeService:
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
             def _handle(self) -> None:
@@ -135,7 +139,7 @@ class FakeService:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True

@@ -33,7 +33,9 @@ class ApiContext:
 
 def error_response(exc: PitcrewError) -> Response:
     status = http_status(exc)
-    headers = {"WWW-Authenticate": 'Bearer realm="pitcrew"'} if status == 401 else {}
+    headers: dict[str, str | list[str]] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="pitcrew"'
     return Response(body={"error": str(exc)}, status_code=status, headers=headers)
 
 
