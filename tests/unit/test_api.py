@@ -171,3 +171,28 @@ def test_chalice_routes_and_template_api_events_agree(
                 props = event["Properties"]
                 in_template.add((props["Path"], props["Method"].upper()))
     assert in_code == in_template
+
+
+def test_the_function_refuses_to_start_on_an_invalid_config_with_the_cli_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pitcrew.cli import main
+    from pitcrew.config import reset_config_cache
+    from pitcrew.errors import ConfigError
+
+    bad = tmp_path / "pitcrew.yaml"
+    bad.write_text("alertmanager:\n  max_body_bytes: lots\ngithb: {}\n")
+    assert main(["config", "validate", str(bad)]) == 1
+    cli_output = capsys.readouterr().err
+    monkeypatch.setenv("PITCREW_CONFIG", str(bad))
+    reset_config_cache()
+    spec = importlib.util.spec_from_file_location("function_api_bad", REPO / "functions/api/app.py")
+    assert spec is not None and spec.loader is not None
+    with pytest.raises(ConfigError) as refused:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    reset_config_cache()
+    assert refused.value.problems
+    for problem in refused.value.problems:
+        assert problem in cli_output
+    assert any("alertmanager.max_body_bytes" in p for p in refused.value.problems)
+    assert any("githb" in p for p in refused.value.problems)
