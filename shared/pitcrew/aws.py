@@ -58,7 +58,16 @@ _NOT_FOUND_CODES = frozenset(
 _CONFLICT_CODES = frozenset({"ConditionalCheckFailedException", "ResourceExistsException"})
 
 _clients: dict[tuple[str, str | None, str | None], Any] = {}
+_sessions: list[boto3.session.Session] = []
 _lock = threading.Lock()
+
+
+def _session() -> boto3.session.Session:
+    # Called under _lock. The session caches the credentials it first finds; in Lambda they
+    # are fixed for the sandbox's life, and reset_clients() forgets the session too.
+    if not _sessions:
+        _sessions.append(boto3.session.Session())
+    return _sessions[0]
 
 
 def default_endpoint() -> str | None:
@@ -67,8 +76,9 @@ def default_endpoint() -> str | None:
 
 
 def client(service: str, region: str | None = None, *, endpoint_url: str | None = None) -> Any:
-    """A boto3 client for ``service``, created once per process and reused (clients are
-    thread-safe; sessions are not, so each is built from its own session)."""
+    """A boto3 client for ``service``, created once per process and reused. Clients are
+    thread-safe; the session is not, so clients are only ever built under the lock. One
+    session serves them all: it loads the endpoint and service models once."""
     endpoint = endpoint_url or default_endpoint()
     key = (service, region, endpoint)
     found = _clients.get(key)
@@ -76,8 +86,7 @@ def client(service: str, region: str | None = None, *, endpoint_url: str | None 
         return found
     with _lock:
         if key not in _clients:
-            session = boto3.session.Session()
-            _clients[key] = session.client(
+            _clients[key] = _session().client(
                 service,
                 region_name=region,
                 endpoint_url=endpoint,
@@ -90,6 +99,7 @@ def reset_clients() -> None:
     """Forget every cached client (tests and the local runtime change endpoints)."""
     with _lock:
         _clients.clear()
+        _sessions.clear()
 
 
 def error_code(exc: ClientError) -> str:
