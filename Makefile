@@ -44,10 +44,36 @@ format: $(STAMP)
 
 check: lint test
 
+# The whole stack on 127.0.0.1: the embedded AWS emulator on :4566 and the API on :8000.
+# Extra options: make run RUN_ARGS="--port 8080 --fire RULE"
+RUN_ARGS ?=
+
+run: $(STAMP)
+	$(BIN)/pitcrew local $(RUN_ARGS)
+
+# Sends the sample events in events/ through the stack `make run` started.
+demo: $(STAMP)
+	$(BIN)/pitcrew demo
+
 bench: $(STAMP)
 	$(BIN)/python bench/coldstart.py
+	$(BIN)/python bench/startup.py
 	@if [ -d .aws-sam/build ]; then $(BIN)/python bench/size.py; \
 	 else echo "bench/size.py skipped: run 'make build' first"; fi
+
+# The Lambda artifacts in .aws-sam/build: `sam build` runs each layer's and function's own
+# Makefile (BuildMethod: makefile), which installs Linux x86_64 wheels; no Docker needed.
+build: $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 PYTHON="$(PYTHON)" $(SAM_VENV)/bin/sam build --parallel --cached \
+	  --template-file template.yaml --build-dir .aws-sam/build
+
+# aws-sam-cli in its own environment: its pins (requirements/sam.txt) clash with dev.txt's.
+$(SAM_VENV)/.installed: requirements/sam.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "pitcrew needs Python 3.11 (the Lambda runtime python3.11)")'
+	rm -rf $(SAM_VENV) && $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
+	$(SAM_VENV)/bin/pip check
+	@touch $@
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

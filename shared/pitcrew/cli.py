@@ -43,14 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(run=_config_validate)
 
-    for register in _EXTRA_COMMANDS:
-        register(commands)
+    # The local runtime's commands (local, invoke, demo); registering them imports no moto.
+    from pitcrew.local.cli import register
+
+    register(commands)
     return parser
-
-
-# Subcommands contributed by other modules (the local runtime adds ``local`` and ``invoke``).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
-_EXTRA_COMMANDS.append(__import__("pitcrew.local.cli", fromlist=["cli"]).register)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
