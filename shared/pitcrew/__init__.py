@@ -1,3 +1,4 @@
-"""pitcrew: serverless operations functions for AWS (costs, triage, fix PRs, rotation, promotion)."""
+"""pitcrew: serverless operations functions for AWS (costs, triage, fix PRs, rotation,
+promotion)."""
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ class FakeEventBridge:
         self.delivered: list[dict[str, Any]] = []
         self._fail = dict(fail_details or {})
 
-    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         assert len(Entries) <= 10, "PutEvents takes at most 10 entries"
         self.calls.append(Entries)
         results: list[dict[str, Any]] = []
