@@ -71,6 +71,9 @@ COST_EXPLORER_DIMENSIONS: tuple[str, ...] = (
     "INVOICING_ENTITY",
 )
 
+# How serious an event is, lowest first: a notification's ``severity`` is the lowest it sends.
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+
 # Placeholders a gitops manifest path may use; fix_pr fills them from the incident.
 MANIFEST_PLACEHOLDERS = frozenset({"cluster", "namespace", "kind", "workload"})
 
@@ -276,6 +279,7 @@ class Value:
 
 _OPENAI_URL = Value("https://api.openai.com/v1", "llm.base_url", url=True)
 _GITHUB_URL = Value("https://api.github.com", "github.api_url", url=True)
+_SLACK_API_URL = Value("https://slack.com/api", "notifications[].api_url", url=True)
 
 
 @dataclass(frozen=True)
@@ -425,14 +429,24 @@ class VaultConfig:
 
 @dataclass(frozen=True)
 class NotificationConfig:
-    """Where to send which domain events (all of them when ``events`` is not given)."""
+    """Where to send which domain events (all of them when ``events`` is not given).
+
+    The optional filters narrow that further: ``severity`` is the lowest severity sent
+    (``info`` < ``warning`` < ``critical``); ``environment`` and ``namespace`` list the names
+    whose events are sent, and an event that names no environment (or namespace) does not
+    pass a filter on it. A Slack bot (``token`` + ``channel``) posts to ``api_url``.
+    """
 
     type: Literal["slack", "discord", "teams", "email"]
     webhook_url: Value | None = None
     token: Value | None = None
     channel: str | None = None
+    api_url: Value = _SLACK_API_URL
     sns_topic_arn: Value | None = None
     events: tuple[str, ...] = DOMAIN_EVENTS
+    severity: Literal["info", "warning", "critical"] | None = None
+    environment: tuple[str, ...] | None = None
+    namespace: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -786,7 +800,7 @@ def _vault_auth_rule(values: dict[str, Any], path: str, ctx: _Context) -> None:
 
 
 _NOTIFICATION_KEYS = {
-    "slack": ("webhook_url", "token", "channel"),
+    "slack": ("webhook_url", "token", "channel", "api_url"),
     "discord": ("webhook_url",),
     "teams": ("webhook_url",),
     "email": ("sns_topic_arn",),
@@ -797,7 +811,7 @@ def _notification_rule(values: dict[str, Any], path: str, ctx: _Context) -> None
     kind = values.get("type")
     if kind not in _NOTIFICATION_KEYS:
         return  # missing or invalid: already reported
-    for key in ("webhook_url", "token", "channel", "sns_topic_arn"):
+    for key in ("webhook_url", "token", "channel", "api_url", "sns_topic_arn"):
         if key in values and key not in _NOTIFICATION_KEYS[kind]:
             ctx.problem(path, f"{key} is not used by type {kind}")
     if kind == "slack":
@@ -807,8 +821,20 @@ def _notification_rule(values: dict[str, Any], path: str, ctx: _Context) -> None
             ctx.problem(path, "missing required key 'channel' (a slack token needs one)")
         elif "webhook_url" not in values and "token" not in values:
             ctx.problem(path, "missing webhook_url (or token + channel)")
+        elif "api_url" in values and "token" not in values:
+            ctx.problem(path, "api_url goes with token + channel, not with webhook_url")
     elif (needed := _NOTIFICATION_KEYS[kind][0]) not in values:
         ctx.problem(path, f"missing required key {needed!r}")
+
+
+def _names(raw: Any, path: str, ctx: _Context) -> tuple[str, ...]:
+    """One name or a non-empty list of names (a notification filter)."""
+    if isinstance(raw, str):
+        return (_string(raw, path, ctx),)
+    names: tuple[str | None, ...] = _list_of(_string)(raw, path, ctx)
+    if not names:
+        raise _Invalid("expected a name or a non-empty list of names (an empty one matches none)")
+    return tuple(name for name in names if name is not None)
 
 
 _CLUSTER = _section(
@@ -842,8 +868,12 @@ _NOTIFICATION = _section(
     _Field("webhook_url", _value(secret=True, url=True)),
     _Field("token", _value(secret=True)),
     _Field("channel", _string),
+    _Field("api_url", _value(url=True)),
     _Field("sns_topic_arn", _sns_topic_arn),
     _Field("events", _list_of(_event)),
+    _Field("severity", _choice(*SEVERITIES)),
+    _Field("environment", _names),
+    _Field("namespace", _names),
     rule=_notification_rule,
 )
 

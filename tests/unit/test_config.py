@@ -616,3 +616,58 @@ def test_kubeconfig_tilde_is_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
     config = parse_config_text("clusters: {dev: {kubeconfig: ~/kube/dev.yaml, context: kind}}")
     assert config.clusters is not None
     assert config.clusters["dev"].kubeconfig == os.path.join("/home/ci", "kube", "dev.yaml")
+
+
+def test_notifications_take_severity_environment_and_namespace_filters() -> None:
+    config = parse_config_text(
+        """
+        notifications:
+          - {type: slack, token: env:SLACK_TOKEN, channel: '#ops', api_url: "http://127.0.0.1:9/api",
+             severity: warning, environment: prod, namespace: [payments, checkout]}
+          - {type: discord, webhook_url: env:DISCORD_URL}
+        """
+    )
+    assert config.notifications is not None
+    slack, discord = config.notifications
+    assert (slack.severity, slack.environment, slack.namespace) == (
+        "warning",
+        ("prod",),
+        ("payments", "checkout"),
+    )
+    assert slack.api_url.get() == "http://127.0.0.1:9/api"
+    assert (discord.severity, discord.environment, discord.namespace) == (None, None, None)
+    assert discord.api_url.get() == "https://slack.com/api"  # the default, unused by discord
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        (
+            "{type: slack, webhook_url: env:U, severity: high}",
+            "notifications[0].severity: expected one of info, warning, critical, got 'high'",
+        ),
+        (
+            "{type: slack, webhook_url: env:U, environment: []}",
+            "notifications[0].environment: expected a name or a non-empty list of names",
+        ),
+        (
+            "{type: slack, webhook_url: env:U, namespace: [payments, 7]}",
+            "notifications[0].namespace[1]: expected a string, got 7",
+        ),
+        (
+            "{type: slack, webhook_url: env:U, api_url: 'http://127.0.0.1:9/api'}",
+            "notifications[0]: api_url goes with token + channel, not with webhook_url",
+        ),
+        (
+            "{type: teams, webhook_url: env:U, api_url: 'http://127.0.0.1:9/api'}",
+            "notifications[0]: api_url is not used by type teams",
+        ),
+        (
+            "{type: slack, token: env:T, channel: '#ops', api_url: slack.com/api}",
+            "notifications[0].api_url: expected an http(s) URL",
+        ),
+    ],
+)
+def test_notification_filter_problems_name_the_key(entry: str, problem: str) -> None:
+    problems = problems_of(f"notifications: [{entry}]")
+    assert any(p.startswith(problem) for p in problems), problems

@@ -1,0 +1,32 @@
+"""The ``notify`` function: each domain event on the ``pitcrew`` bus, sent to the configured
+notification channels (Slack, Discord, Teams, email) by ``pitcrew.notify``.
+
+Lambda handler: ``app.handler``, behind an EventBridge rule. The configuration is loaded at
+cold start. A channel that fails for good is written to the function's dead-letter queue, not
+raised; only a failure to write there fails the invocation, so that the event is retried.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pitcrew.config import load_config
+from pitcrew.notify import dispatch
+from pitcrew.observability import instrument
+
+instruments = instrument("notify")
+logger = instruments.logger
+metrics = instruments.metrics
+config = load_config()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@metrics.log_metrics
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    report = dispatch(
+        event, config, instruments=instruments, time_left_ms=context.get_remaining_time_in_millis()
+    )
+    return report.as_dict()
