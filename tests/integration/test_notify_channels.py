@@ -512,6 +512,10 @@ def test_the_handler_sends_an_eventbridge_event_with_a_webhook_from_secrets_mana
     assert "hook-credential" not in logs
     assert "NotificationsDelivered" in logs  # the EMF metrics line
 
+    # EventBridge delivers at least once: the same event again sends nothing more.
+    assert app.handler(event, context()) == result
+    assert len(slack.received("POST")) == 1
+
 
 def test_the_handler_fails_only_when_the_dlq_cannot_take_a_failure(
     stack: Stack,
@@ -532,5 +536,5 @@ def test_the_handler_fails_only_when_the_dlq_cannot_take_a_failure(
 
     monkeypatch.setenv("NOTIFY_DLQ_URL", stack.refs["NotifyDeadLetterQueue"] + "-deleted")
     with pytest.raises(ServiceError, match="sqs"):
-        app.handler(event, context())
+        app.handler({**event, "id": "another-delivery"}, context())
     assert "NotificationDeadLetterWritesFailed" in capsys.readouterr().out
