@@ -19,7 +19,7 @@ from pitcrew.idempotency import once_per, persistence_layer
 from pitcrew.notify import dispatch
 from pitcrew.observability import instrument
 
-instruments = instrument("notify")
+instruments = instrument("notify", traced=("botocore", "httpx"))
 logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()

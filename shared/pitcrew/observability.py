@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,10 +101,16 @@ class Instruments:
     tracer: Tracer
 
 
-def instrument(function: str, **logger_options: Any) -> Instruments:
-    """Logger, Metrics and Tracer for one pitcrew function (``service`` is its name)."""
+def instrument(
+    function: str, *, traced: Sequence[str] = ("botocore",), **logger_options: Any
+) -> Instruments:
+    """Logger, Metrics and Tracer for one pitcrew function (``service`` is its name).
+
+    ``traced`` names the libraries X-Ray patches: by default powertools patches every one it
+    supports that is installed, importing each at cold start whether the function uses it
+    or not. A function names what it calls (``("botocore", "httpx")``)."""
     protect_root_logger()
     logger = Logger(service=function, logger_formatter=RedactingFormatter(), **logger_options)
     metrics = Metrics(namespace="pitcrew", service=function)
-    tracer = Tracer(service=function)
+    tracer = Tracer(service=function, patch_modules=tuple(traced))
     return Instruments(logger=logger, metrics=metrics, tracer=tracer)

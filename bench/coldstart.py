@@ -1,0 +1,457 @@
+"""Cold-start cost of each function: how long a fresh Python process takes to import its
+handler module, as a ratio to a fresh process that imports only ``boto3`` and
+``aws_lambda_powertools`` (the floor every function pays). Target: a ratio of at most 1.3.
+
+Usage: ``.venv/bin/python bench/coldstart.py [--runs N] [--explain] [--built]``
+(``make bench`` runs it plain). The last line is ``coldstart worst ratio X.XX (function)``.
+
+- By default the processes run in the development environment (``.venv``), with the
+  function's folder as the working directory, as ``python -c "import app"``.
+- ``--built`` measures the ``make build`` artifacts instead, as Lambda would load them: an
+  isolated interpreter (``-I -S -B``: no site-packages, no bytecode writes, as in a
+  read-only ``/opt``) whose path is the function's build directory, then its layers.
+- ``--explain`` adds, per function, what it imports beyond the baseline and which import
+  pulled each package in (``python -X importtime``): what to make lazy.
+
+The processes get a Lambda-like environment (the function's template variables, the
+``AWS_LAMBDA_*`` / ``LAMBDA_TASK_ROOT`` variables, so Powertools' Tracer is active as with
+``Tracing: Active``) but cannot reach AWS: the configuration is the local file, the
+credentials are fake and every AWS endpoint is a closed port on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "template.yaml"
+BUILD_DIR = REPO / ".aws-sam" / "build"
+LOCAL_CONFIG = REPO / "infra" / "local" / "pitcrew.yaml"
+TARGET_RATIO = 1.3
+BASELINE = "baseline"
+BASELINE_IMPORT = "import boto3, aws_lambda_powertools"
+FUNCTION_TYPE = "AWS::Serverless::Function"
+LAYER_TYPE = "AWS::Serverless::LayerVersion"
+# An isolated interpreter that sees only the standard library and the paths it is given.
+ISOLATED = ("-I", "-S", "-B")
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function of the template, as far as the benchmarks care."""
+
+    logical_id: str
+    name: str  # its folder (functions/<name>/), or its build directory's name
+    code_dir: Path
+    handler: str  # module.attribute
+    layers: tuple[str, ...]  # logical ids of its layers, Globals' first
+    environment: Mapping[str, str]  # its variables; what only a stack resolves, stand-ins
+    events: Mapping[str, Any]
+
+    @property
+    def module(self) -> str:
+        return self.handler.rpartition(".")[0] or "app"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The functions and layers of one template (the source one, or a built one)."""
+
+    functions: tuple[Function, ...]
+    layers: Mapping[str, Path]  # logical id -> content directory
+
+    def python_path(self, function: Function) -> list[Path]:
+        """``sys.path`` in Lambda, before the runtime's own: the task root, then /opt/python
+        (each layer's ``python/``, merged)."""
+        return [function.code_dir, *(self.layers[lid] / "python" for lid in function.layers)]
+
+
+# --- reading the template --------------------------------------------------------------------
+
+Resources = dict[str, tuple[str, dict[str, Any]]]
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A SafeLoader that reads CloudFormation short-form tags (``!Ref X``) as long form."""
+
+
+def _short_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    key = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    return {key: value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_tag)
+
+
+def _own_resources(path: Path) -> tuple[Resources, dict[str, str]]:
+    """Type and properties of every resource with SAM's Globals merged in (the parts read
+    here: lists concatenated, Globals first; maps merged, the resource winning), and the
+    parameters' defaults."""
+    document = yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506
+    parameters = {
+        name: str(spec["Default"])
+        for name, spec in (document.get("Parameters") or {}).items()
+        if isinstance(spec, dict) and "Default" in spec
+    }
+    globals_function = (document.get("Globals") or {}).get("Function") or {}
+    resources: Resources = {}
+    for logical_id, resource in (document.get("Resources") or {}).items():
+        properties = dict(resource.get("Properties") or {})
+        if resource.get("Type") == FUNCTION_TYPE:
+            variables = {
+                **((globals_function.get("Environment") or {}).get("Variables") or {}),
+                **((properties.get("Environment") or {}).get("Variables") or {}),
+            }
+            layers = [*globals_function.get("Layers", []), *properties.get("Layers", [])]
+            properties = {**globals_function, **properties, "Layers": layers}
+            properties["Environment"] = {"Variables": variables}
+        resources[logical_id] = (resource.get("Type", ""), properties)
+    return resources, parameters
+
+
+def _resources(path: Path) -> tuple[Resources, dict[str, str]]:
+    """pitcrew's own template reader (the local runtime's) when it is there, else ours."""
+    try:
+        from pitcrew.local.template import load_template
+
+        template = load_template(path)
+        resources = {lid: (res.type, res.properties) for lid, res in template.resources.items()}
+        return resources, dict(template.parameters)
+    except (ImportError, AttributeError):
+        return _own_resources(path)
+
+
+def _ref(value: Any) -> str | None:
+    return value.get("Ref") if isinstance(value, dict) and len(value) == 1 else None
+
+
+def _variable(name: str, value: Any, parameters: Mapping[str, str]) -> str:
+    """An environment variable's value: a literal, a parameter's default, or a stand-in for
+    what only a deployed stack can resolve (a queue's URL, a table's name)."""
+    if isinstance(value, str | int | float):
+        return str(value)
+    ref = _ref(value)
+    if ref is not None and ref in parameters:
+        return parameters[ref]
+    return f"bench-{name.lower().replace('_', '-')}"
+
+
+def read_stack(template: Path = TEMPLATE) -> Stack:
+    """The template's functions and layers. Relative ``CodeUri`` / ``ContentUri`` are
+    resolved against the template's directory (a built template names build directories)."""
+    resources, parameters = _resources(template)
+    layers = {
+        lid: (template.parent / properties["ContentUri"]).resolve()
+        for lid, (type_, properties) in resources.items()
+        if type_ == LAYER_TYPE and isinstance(properties.get("ContentUri"), str)
+    }
+    functions = []
+    for logical_id, (type_, properties) in resources.items():
+        if type_ != FUNCTION_TYPE or not isinstance(properties.get("CodeUri"), str):
+            continue
+        code_dir = (template.parent / properties["CodeUri"]).resolve()
+        variables = (properties.get("Environment") or {}).get("Variables") or {}
+        functions.append(
+            Function(
+                logical_id=logical_id,
+                name=code_dir.name,
+                code_dir=code_dir,
+                handler=str(properties.get("Handler", "app.handler")),
+                layers=tuple(r for r in map(_ref, properties.get("Layers") or []) if r),
+                environment={k: _variable(k, v, parameters) for k, v in variables.items()},
+                events=properties.get("Events") or {},
+            )
+        )
+    return Stack(functions=tuple(functions), layers=layers)
+
+
+def named_like(stack: Stack, source: Stack) -> Stack:
+    """``stack`` (a built one) with its functions named as in ``source``: by their folder,
+    functions/<name>/, rather than their build directory."""
+    names = {f.logical_id: f.name for f in source.functions}
+    return replace(
+        stack,
+        functions=tuple(replace(f, name=names.get(f.logical_id, f.name)) for f in stack.functions),
+    )
+
+
+# --- running a fresh interpreter -------------------------------------------------------------
+
+
+def lambda_environment(function: Function | None) -> dict[str, str]:
+    """What a process sees in Lambda, minus any way to reach AWS."""
+    name = function.name if function else BASELINE
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "TZ": ":UTC",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": f"pitcrew-{name}",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+        "LAMBDA_TASK_ROOT": str(function.code_dir if function else REPO),
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",  # fake credentials: no request leaves the machine
+        "AWS_SESSION_TOKEN": "bench",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # the discard port: nothing answers
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",
+        "_X_AMZN_TRACE_ID": "Root=1-00000000-000000000000000000000000;Sampled=0",
+    }
+    if function is not None:
+        env.update(function.environment)
+    env["PITCREW_CONFIG"] = str(LOCAL_CONFIG)
+    env["PITCREW_API_TOKEN"] = "bench"  # noqa: S105
+    return env
+
+
+class JobFailed(Exception):
+    """A benchmark process exited with an error; the message carries its stderr."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fresh interpreter running ``code``."""
+
+    name: str
+    code: str
+    cwd: Path
+    env: Mapping[str, str]
+    flags: tuple[str, ...] = ()
+    path: tuple[Path, ...] = ()  # put first on sys.path
+
+    def argv(self, *extra: str) -> list[str]:
+        code = self.code
+        if self.path:
+            code = f"import sys; sys.path[:0] = {[str(p) for p in self.path]!r}\n{code}"
+        return [sys.executable, *self.flags, *extra, "-c", code]
+
+    def run(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            self.argv(*extra),
+            cwd=self.cwd,
+            env=dict(self.env),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise JobFailed(f"{self.name}: failed in {self.cwd}:\n{result.stderr}")
+        return result
+
+    def seconds(self) -> tuple[float, float]:
+        """Wall time and CPU time (user + system) of one run, in seconds."""
+        start = time.perf_counter()
+        with subprocess.Popen(
+            self.argv(),
+            cwd=self.cwd,
+            env=dict(self.env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        ) as process:
+            assert process.stderr is not None
+            stderr = process.stderr.read()
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        if process.returncode != 0:
+            raise JobFailed(f"{self.name}: failed in {self.cwd}:\n{stderr.decode()}")
+        return wall, usage.ru_utime + usage.ru_stime
+
+
+def import_jobs(stack: Stack, *, built: bool) -> list[Job]:
+    """The baseline, then one import of each function's handler module. Developer mode:
+    the venv's interpreter in the function's folder (``''``, the folder, is first on
+    sys.path). Built mode: an isolated interpreter on the function's build directory and
+    layers, as Lambda's."""
+    if not built:
+        jobs = [Job(BASELINE, BASELINE_IMPORT, REPO, lambda_environment(None))]
+        return jobs + [
+            Job(f.name, f"import {f.module}", f.code_dir, lambda_environment(f))
+            for f in stack.functions
+        ]
+    layer_path = tuple(dict.fromkeys(p for f in stack.functions for p in stack.python_path(f)[1:]))
+    jobs = [Job(BASELINE, BASELINE_IMPORT, REPO, lambda_environment(None), ISOLATED, layer_path)]
+    return jobs + [
+        Job(
+            f.name,
+            f"import {f.module}",
+            f.code_dir,
+            lambda_environment(f),
+            ISOLATED,
+            tuple(stack.python_path(f)),
+        )
+        for f in stack.functions
+    ]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Medians of one job's runs, in seconds."""
+
+    wall: float
+    cpu: float  # user + system: what the process itself used, whatever else ran meanwhile
+
+
+def measure(jobs: Sequence[Job], runs: int) -> dict[str, Timing]:
+    """The median timings of each job. The runs are interleaved, each round in a rotated
+    order, so drift on a busy machine hits every job alike; one untimed round first
+    (bytecode and page caches)."""
+    samples: dict[str, list[tuple[float, float]]] = {job.name: [] for job in jobs}
+    for round_ in range(runs + 1):
+        shift = round_ % len(jobs)
+        for job in [*jobs[shift:], *jobs[:shift]]:
+            timing = job.seconds()
+            if round_:
+                samples[job.name].append(timing)
+    return {
+        name: Timing(
+            wall=statistics.median(wall for wall, _ in times),
+            cpu=statistics.median(cpu for _, cpu in times),
+        )
+        for name, times in samples.items()
+    }
+
+
+# --- explaining ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportTime:
+    """One line of ``python -X importtime``."""
+
+    module: str
+    own_us: int
+    cumulative_us: int
+    parent: str | None  # the module being imported when this one was (None: the -c code)
+
+
+def import_times(job: Job) -> dict[str, ImportTime]:
+    """``python -X importtime`` of the job, by module (each module is imported once)."""
+    rows: list[tuple[int, str, int, int]] = []
+    for line in job.run("-X", "importtime").stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        own_text, cumulative_text, name = line.removeprefix("import time:").split("|")
+        depth = (len(name) - len(name.lstrip()) - 1) // 2
+        rows.append((depth, name.strip(), int(own_text), int(cumulative_text)))
+    # A module's line follows those of the modules it imports, which are one level deeper;
+    # so, reading backwards, a line's parent is the nearest line already read that is
+    # shallower.
+    times: dict[str, ImportTime] = {}
+    stack: list[tuple[int, str]] = []
+    for depth, name, own, cumulative in reversed(rows):
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        times[name] = ImportTime(name, own, cumulative, stack[-1][1] if stack else None)
+        stack.append((depth, name))
+    return times
+
+
+def _package(module: str | None) -> str:
+    return module.split(".")[0] if module else "-c"
+
+
+def explain(job: Job, baseline: Mapping[str, ImportTime], top: int) -> None:
+    """Print what the job imports beyond the baseline: by package (the own times of its
+    modules, summed), and the imports that crossed into each package, with everything they
+    imported in turn (stdlib modules the baseline also imports are billed to whoever
+    imported them first)."""
+    extra = {name: t for name, t in import_times(job).items() if name not in baseline}
+    by_package: dict[str, int] = {}
+    for t in extra.values():
+        by_package[_package(t.module)] = by_package.get(_package(t.module), 0) + t.own_us
+    crossings = [t for t in extra.values() if t.parent and _package(t.module) != _package(t.parent)]
+    total_ms = sum(by_package.values()) / 1000
+    print(f"{job.name}: {total_ms:.1f} ms in imports the baseline does not make. By package:")
+    for package, own in sorted(by_package.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"    {own / 1000:7.1f} ms  {package}")
+    print("  pulled in by (that import, with everything it imported):")
+    for t in sorted(crossings, key=lambda t: -t.cumulative_us)[:top]:
+        print(f"    {t.cumulative_us / 1000:7.1f} ms  {t.module}  <- {t.parent}")
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs of each (median)")
+    parser.add_argument("--built", action="store_true", help="measure the make build output")
+    parser.add_argument("--explain", action="store_true", help="show what each imports")
+    parser.add_argument("--top", type=int, default=12, help="lines per --explain table")
+    args = parser.parse_args(argv)
+    if args.runs < 5:
+        parser.error("--runs: at least 5, for a meaningful median")
+
+    source = read_stack(TEMPLATE)
+    stack = source
+    if args.built:
+        built_template = BUILD_DIR / "template.yaml"
+        if not built_template.is_file():
+            print(f"{built_template} is missing: run `make build` first", file=sys.stderr)
+            return 2
+        stack = read_stack(built_template)
+    stack = named_like(stack, source)
+    stack = replace(
+        stack,
+        functions=tuple(f for f in stack.functions if (f.code_dir / f"{f.module}.py").is_file()),
+    )
+    if not stack.functions:
+        print(f"no function of {TEMPLATE.name} has its handler module on disk", file=sys.stderr)
+        return 2
+
+    jobs = import_jobs(stack, built=args.built)
+    try:
+        timings = measure(jobs, args.runs)
+    except JobFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    base = timings[BASELINE]
+    where = "built artifacts" if args.built else "development venv"
+    print(f"{where}, median of {args.runs} runs; the ratio is of wall times (cpu: user+system)")
+    print(
+        f"{BASELINE:<16} wall {base.wall * 1000:6.1f} ms              "
+        f"cpu {base.cpu * 1000:6.1f} ms              ({BASELINE_IMPORT})"
+    )
+    ratios: dict[str, float] = {}
+    for function in stack.functions:
+        timing = timings[function.name]
+        ratio = ratios[function.name] = timing.wall / base.wall
+        verdict = "ok" if round(ratio, 2) <= TARGET_RATIO else f"over {TARGET_RATIO}"
+        print(
+            f"{function.name:<16} wall {timing.wall * 1000:6.1f} ms  ratio {ratio:.2f}  "
+            f"cpu {timing.cpu * 1000:6.1f} ms  ratio {timing.cpu / base.cpu:.2f}  "
+            f"({verdict}; import {function.module})"
+        )
+    if args.explain:  # after the measurement: every job has run fine
+        baseline = import_times(jobs[0])
+        for job in jobs[1:]:
+            explain(job, baseline, args.top)
+    worst = max(ratios, key=lambda name: ratios[name])
+    print(f"coldstart worst ratio {ratios[worst]:.2f} ({worst})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
