@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from pitcrew.config import NotificationConfig
-from pitcrew.notify.http import HttpDelivery, RetryBudget
-from pitcrew.notify.message import Message
+from pitcrew.notify.http import HttpDelivery, Judge, RetryBudget, judge_status
+from pitcrew.notify.message import Message, webhook_target
 
 
 class Channel(Protocol):
@@ -23,22 +23,50 @@ class Channel(Protocol):
         ...
 
 
+class WebhookChannel:
+    """An incoming webhook (Slack, Discord, Teams): the URL is the credential; the service's
+    module renders the message and judges what a reply means."""
+
+    def __init__(
+        self,
+        kind: str,
+        entry: NotificationConfig,
+        http: HttpDelivery,
+        render: Callable[[Message], Any],
+        judge: Judge = judge_status,
+    ) -> None:
+        assert entry.webhook_url is not None
+        self.kind = kind
+        self._url = entry.webhook_url
+        self._http = http
+        self._render = render
+        self._judge = judge
+        self.target = webhook_target(self._url)
+
+    def send(self, message: Message, budget: RetryBudget) -> int:
+        return self._http.post_json(
+            self.kind, self._url.get(), self._render(message), judge=self._judge, budget=budget
+        )
+
+
 def channel_for(
     entry: NotificationConfig, http: HttpDelivery, sns: Callable[[str | None], Any] | None = None
 ) -> Channel:
     """The channel of one ``notifications`` entry. Nothing is resolved or sent yet."""
     if entry.type == "slack":
-        from pitcrew.notify.slack import SlackBot, SlackWebhook
+        from pitcrew.notify import slack
 
-        return SlackWebhook(entry, http) if entry.webhook_url else SlackBot(entry, http)
+        if entry.webhook_url is None:
+            return slack.SlackBot(entry, http)
+        return WebhookChannel("slack", entry, http, slack.render)
     if entry.type == "discord":
-        from pitcrew.notify.discord import DiscordWebhook
+        from pitcrew.notify import discord
 
-        return DiscordWebhook(entry, http)
+        return WebhookChannel("discord", entry, http, discord.render, discord.judge)
     if entry.type == "teams":
-        from pitcrew.notify.teams import TeamsWebhook
+        from pitcrew.notify import teams
 
-        return TeamsWebhook(entry, http)
+        return WebhookChannel("teams", entry, http, teams.render, teams.judge)
     from pitcrew.notify.email import EmailTopic
 
     return EmailTopic(entry, sns) if sns is not None else EmailTopic(entry)

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pitcrew.config import NotificationConfig
-from pitcrew.notify.http import HttpDelivery, Reply, RetryBudget, Verdict, judge_status
-from pitcrew.notify.message import ELLIPSIS, Message, Outcome, clip, fair_shares, webhook_target
+from pitcrew.notify.http import Reply, Verdict, judge_status
+from pitcrew.notify.message import ELLIPSIS, Message, Outcome, clip, fair_shares
 
 TITLE_MAX = 256
 DESCRIPTION_MAX = 4096
@@ -145,18 +144,3 @@ def judge(reply: Reply, now: datetime) -> Verdict:
     if retry_after is None and isinstance(body.get("retry_after"), int | float):
         retry_after = max(float(body["retry_after"]), 0.0)
     return Verdict(retry=verdict.retry, reason=reason, retry_after=retry_after)
-
-
-class DiscordWebhook:
-    kind = "discord"
-
-    def __init__(self, entry: NotificationConfig, http: HttpDelivery) -> None:
-        assert entry.webhook_url is not None
-        self._url = entry.webhook_url
-        self._http = http
-        self.target = webhook_target(self._url)
-
-    def send(self, message: Message, budget: RetryBudget) -> int:
-        return self._http.post_json(
-            "discord", self._url.get(), render(message), judge=judge, budget=budget
-        )

@@ -31,7 +31,6 @@ from pitcrew.notify.message import (
     Outcome,
     clip,
     fair_shares,
-    webhook_target,
 )
 
 HEADER_MAX = 150
@@ -217,21 +216,6 @@ def judge_api(reply: Reply, now: datetime) -> Verdict:
             retry_after=parse_retry_after(reply.headers.get("retry-after"), now),
         )
     return Verdict(reason=f"Slack API error {error}")
-
-
-class SlackWebhook:
-    """An incoming webhook (the URL is the credential)."""
-
-    kind = "slack"
-
-    def __init__(self, entry: NotificationConfig, http: HttpDelivery) -> None:
-        assert entry.webhook_url is not None
-        self._url = entry.webhook_url
-        self._http = http
-        self.target = webhook_target(self._url)
-
-    def send(self, message: Message, budget: RetryBudget) -> int:
-        return self._http.post_json("slack", self._url.get(), render(message), budget=budget)
 
 
 class SlackBot:

@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pitcrew.config import NotificationConfig
-from pitcrew.notify.http import HttpDelivery, Reply, RetryBudget, Verdict, judge_status
-from pitcrew.notify.message import ELLIPSIS, Message, Outcome, clip, fair_shares, webhook_target
+from pitcrew.notify.http import Reply, Verdict, judge_status
+from pitcrew.notify.message import ELLIPSIS, Message, Outcome, clip, fair_shares
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -134,18 +133,3 @@ def judge(reply: Reply, now: datetime) -> Verdict:
     if buried is None:  # "Error contacting Microsoft Teams endpoint": worth another try
         return Verdict(retry=True, reason=f"Teams: {reply.excerpt()}")
     return judge_status(Reply(int(buried.group(1)), reply.headers, reply.text), now)
-
-
-class TeamsWebhook:
-    kind = "teams"
-
-    def __init__(self, entry: NotificationConfig, http: HttpDelivery) -> None:
-        assert entry.webhook_url is not None
-        self._url = entry.webhook_url
-        self._http = http
-        self.target = webhook_target(self._url)
-
-    def send(self, message: Message, budget: RetryBudget) -> int:
-        return self._http.post_json(
-            "teams", self._url.get(), render(message), judge=judge, budget=budget
-        )
