@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 SAM_VENV := .sam-venv
 PYTEST_ARGS ?=
 
-.PHONY: install test unit integration e2e lint format check bench build run demo lock clean
+.PHONY: install system-deps test unit integration e2e lint format check bench build run demo lock clean
 
 install: $(STAMP)
 
@@ -20,16 +20,20 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	$(BIN)/pip check
 	@touch $@
 
-test: $(STAMP)
+# Debian packages some tests run for real (Alertmanager, PostgreSQL); quick when present.
+system-deps:
+	@.ci/install-system-deps
+
+test: $(STAMP) system-deps
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) tests
 
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS) tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) system-deps
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) system-deps
 	$(BIN)/pytest $(PYTEST_ARGS) tests/e2e
 
 lint: $(STAMP)
