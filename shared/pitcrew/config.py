@@ -364,20 +364,87 @@ class GitopsConfig:
 @dataclass(frozen=True)
 class AnomalyConfig:
     """A day is an anomaly when it exceeds its baseline by both ``min_delta_usd`` and
-    ``min_ratio`` times."""
+    ``min_ratio`` times, and by ``min_score`` robust deviations (MAD) of its group's noise."""
 
     min_delta_usd: float = 20.0
     min_ratio: float = 1.5
+    min_score: float = 3.5
+
+
+# Cost Explorer metrics GetCostAndUsage accepts.
+COST_METRICS: tuple[str, ...] = (
+    "UnblendedCost",
+    "BlendedCost",
+    "AmortizedCost",
+    "NetUnblendedCost",
+    "NetAmortizedCost",
+)
+
+
+_AZURE_LOGIN_URL = Value(
+    "https://login.microsoftonline.com", "costs.providers.azure.login_url", url=True
+)
+_AZURE_MANAGEMENT_URL = Value(
+    "https://management.azure.com", "costs.providers.azure.management_url", url=True
+)
+_BIGQUERY_URL = Value("https://bigquery.googleapis.com", "costs.providers.gcp.api_url", url=True)
+_GOOGLE_TOKEN_URL = Value(
+    "https://oauth2.googleapis.com/token", "costs.providers.gcp.token_url", url=True
+)
+
+
+@dataclass(frozen=True)
+class AzureCosts:
+    """Azure Cost Management Query API for ``scope`` (``/subscriptions/<id>``, a resource
+    group or a billing account), with an app registration's client credentials."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: Value
+    scope: str
+    login_url: Value = _AZURE_LOGIN_URL
+    management_url: Value = _AZURE_MANAGEMENT_URL
+
+
+@dataclass(frozen=True)
+class GcpCosts:
+    """A BigQuery billing export table, queried with jobs.query in ``project``; credentials
+    are a service-account JSON key, or an OAuth2 ``access_token``."""
+
+    project: str
+    dataset: str
+    table: str
+    credentials: Value | None = None
+    access_token: Value | None = None
+    api_url: Value = _BIGQUERY_URL
+    token_url: Value = _GOOGLE_TOKEN_URL
+
+
+@dataclass(frozen=True)
+class CostProviders:
+    """Which clouds' costs are tracked: AWS (Cost Explorer) unless ``aws: false``."""
+
+    aws: bool = True
+    azure: AzureCosts | None = None
+    gcp: GcpCosts | None = None
 
 
 @dataclass(frozen=True)
 class CostsConfig:
     """Cost tracking. ``budgets`` maps a name to USD per month: ``monthly_total`` is the whole
-    account; any other name is a value of the first ``group_by`` key (e.g. a service)."""
+    account; any other name is a value of the first ``group_by`` key (e.g. a service).
+    ``backfill_days`` is the history the first run fetches (at most 13 months);
+    ``settle_days`` the recent days refetched on every run because they still change;
+    ``forecast_refresh_days`` how often Cost Explorer's month-end forecast is requested."""
 
     group_by: tuple[str, ...] = ("SERVICE",)
     budgets: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     anomaly: AnomalyConfig = AnomalyConfig()
+    metric: str = "UnblendedCost"
+    backfill_days: int = 90
+    settle_days: int = 3
+    forecast_refresh_days: int = 7
+    providers: CostProviders = CostProviders()
 
     def group_by_definitions(self) -> list[dict[str, str]]:
         """``group_by`` as Cost Explorer ``GroupBy`` entries."""
@@ -750,6 +817,40 @@ def _group_by(raw: Any, path: str, ctx: _Context) -> tuple[str, ...]:
     return keys
 
 
+def _integer_between(minimum: int, maximum: int) -> _Check:
+    at_least = _integer(minimum)
+
+    def check(raw: Any, path: str, ctx: _Context) -> int:
+        value: int = at_least(raw, path, ctx)
+        if value > maximum:
+            raise _Invalid(f"expected at most {maximum}, got {value}")
+        return value
+
+    return check
+
+
+_BIGQUERY_NAME = re.compile(r"[A-Za-z0-9_]{1,1024}")
+
+
+def _bigquery_name(raw: Any, path: str, ctx: _Context) -> str:
+    # Interpolated into a query (BigQuery cannot bind table names): letters, digits, _ only.
+    name = _string(raw, path, ctx)
+    if not _BIGQUERY_NAME.fullmatch(name):
+        raise _Invalid(f"expected a BigQuery name (letters, digits and _), got {name!r}")
+    return name
+
+
+def _azure_scope(raw: Any, path: str, ctx: _Context) -> str:
+    scope = _string(raw, path, ctx)
+    if not scope.startswith("/") or " " in scope:
+        raise _Invalid(f"expected a scope path such as /subscriptions/<id>, got {scope!r}")
+    return scope.rstrip("/")
+
+
+def _gcp_costs_rule(values: dict[str, Any], path: str, ctx: _Context) -> None:
+    _exactly_one(values, path, ctx, "credentials", "access_token")
+
+
 def _unique_names(check: _Check, what: str) -> _Check:
     def unique(raw: Any, path: str, ctx: _Context) -> tuple[Any, ...]:
         items: tuple[Any, ...] = check(raw, path, ctx)
@@ -946,6 +1047,44 @@ _SECTIONS = (
                     AnomalyConfig,
                     _Field("min_delta_usd", _number(0)),
                     _Field("min_ratio", _number(1)),
+                    _Field("min_score", _number(0)),
+                ),
+            ),
+            _Field("metric", _choice(*COST_METRICS)),
+            _Field("backfill_days", _integer_between(1, 396)),
+            _Field("settle_days", _integer_between(1, 14)),
+            _Field("forecast_refresh_days", _integer_between(1, 31)),
+            _Field(
+                "providers",
+                _section(
+                    CostProviders,
+                    _Field("aws", _boolean),
+                    _Field(
+                        "azure",
+                        _section(
+                            AzureCosts,
+                            _Field("tenant_id", _string, required=True),
+                            _Field("client_id", _string, required=True),
+                            _Field("client_secret", _value(secret=True), required=True),
+                            _Field("scope", _azure_scope, required=True),
+                            _Field("login_url", _value(url=True)),
+                            _Field("management_url", _value(url=True)),
+                        ),
+                    ),
+                    _Field(
+                        "gcp",
+                        _section(
+                            GcpCosts,
+                            _Field("project", _string, required=True),
+                            _Field("dataset", _bigquery_name, required=True),
+                            _Field("table", _bigquery_name, required=True),
+                            _Field("credentials", _value(secret=True)),
+                            _Field("access_token", _value(secret=True)),
+                            _Field("api_url", _value(url=True)),
+                            _Field("token_url", _value(url=True)),
+                            rule=_gcp_costs_rule,
+                        ),
+                    ),
                 ),
             ),
         ),

@@ -671,3 +671,60 @@ def test_notifications_take_severity_environment_and_namespace_filters() -> None
 def test_notification_filter_problems_name_the_key(entry: str, problem: str) -> None:
     problems = problems_of(f"notifications: [{entry}]")
     assert any(p.startswith(problem) for p in problems), problems
+
+
+# --- costs: metric, backfill, providers ----------------------------------------------------
+
+
+def test_costs_providers_and_incremental_settings() -> None:
+    config = parse_config_text(
+        """
+        costs:
+          metric: AmortizedCost
+          backfill_days: 396
+          settle_days: 4
+          anomaly: {min_score: 5}
+          providers:
+            aws: false
+            azure: {tenant_id: t, client_id: c, client_secret: env:AZ, scope: /subscriptions/s/}
+            gcp: {project: p, dataset: billing, table: gcp_billing_export_v1_X, access_token: env:G}
+        """
+    )
+    costs = config.costs
+    assert costs is not None
+    assert (costs.metric, costs.backfill_days, costs.settle_days) == ("AmortizedCost", 396, 4)
+    assert costs.anomaly.min_score == 5.0 and costs.anomaly.min_ratio == 1.5
+    assert costs.providers.aws is False
+    assert costs.providers.azure is not None and costs.providers.azure.scope == "/subscriptions/s"
+    assert costs.providers.azure.management_url.get() == "https://management.azure.com"
+    assert costs.providers.gcp is not None and costs.providers.gcp.credentials is None
+    assert parse_config_text("costs: {}").costs.providers.aws is True  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("costs", "problem"),
+    [
+        ("{metric: Cost}", "costs.metric: expected one of UnblendedCost"),
+        ("{backfill_days: 400}", "costs.backfill_days: expected at most 396, got 400"),
+        ("{settle_days: 0}", "costs.settle_days: expected an integer"),
+        (
+            "{providers: {gcp: {project: p, dataset: 'a;drop', table: t, access_token: env:T}}}",
+            "costs.providers.gcp.dataset: expected a BigQuery name",
+        ),
+        (
+            "{providers: {gcp: {project: p, dataset: d, table: t}}}",
+            "costs.providers.gcp: missing credentials or access_token",
+        ),
+        (
+            "{providers: {azure: {tenant_id: t, client_id: c, client_secret: env:S}}}",
+            "costs.providers.azure: missing required key 'scope'",
+        ),
+        (
+            "{providers: {azure: {tenant_id: t, client_id: c, client_secret: x, scope: subs}}}",
+            "costs.providers.azure.scope: expected a scope path",
+        ),
+    ],
+)
+def test_costs_problems_name_the_key(costs: str, problem: str) -> None:
+    problems = problems_of(f"costs: {costs}")
+    assert any(p.startswith(problem) for p in problems), problems
