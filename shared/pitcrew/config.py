@@ -305,11 +305,14 @@ class EksCluster:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """How to reach one cluster: a kubeconfig (``~`` expanded) and context, or EKS via IAM."""
+    """How to reach one cluster: a kubeconfig file (``~`` expanded) or a kubeconfig kept in
+    Secrets Manager (``kubeconfig_secret``, the YAML text), each with an optional context; or
+    EKS by name and region, with a token presigned from the function's IAM role."""
 
     kubeconfig: str | None = None
     context: str | None = None
     eks: EksCluster | None = None
+    kubeconfig_secret: Value | None = None
 
 
 @dataclass(frozen=True)
@@ -319,7 +322,12 @@ class PrometheusConfig:
 
 @dataclass(frozen=True)
 class LlmConfig:
-    """The LLM behind diagnosis; ``provider: none`` means rule-based analyzers only."""
+    """The LLM behind diagnosis; ``provider: none`` means rule-based analyzers only.
+
+    ``retries`` is how many times a call is retried after a 429, a 5xx or a timeout (so at
+    most ``retries + 1`` attempts); ``cache_ttl_s`` is how long an answer is reused for the
+    same failure (0: never cached); ``region`` is Bedrock's (default: the function's).
+    """
 
     provider: Literal["none", "openai", "bedrock"] = "none"
     base_url: Value = _OPENAI_URL
@@ -327,6 +335,10 @@ class LlmConfig:
     api_key: Value | None = None
     max_prompt_tokens: int = 4000
     timeout_s: float = 30.0
+    max_completion_tokens: int = 1024
+    retries: int = 2
+    cache_ttl_s: int = 86400
+    region: str | None = None
 
 
 @dataclass(frozen=True)
@@ -874,9 +886,13 @@ def _exactly_one(values: dict[str, Any], path: str, ctx: _Context, a: str, b: st
 
 
 def _cluster_rule(values: dict[str, Any], path: str, ctx: _Context) -> None:
-    _exactly_one(values, path, ctx, "kubeconfig", "eks")
+    given = [key for key in ("kubeconfig", "kubeconfig_secret", "eks") if key in values]
+    if not given:
+        ctx.problem(path, "missing kubeconfig, kubeconfig_secret or eks (one is required)")
+    elif len(given) > 1:
+        ctx.problem(path, f"give only one of {' and '.join(given)}")
     if "context" in values and "eks" in values:
-        ctx.problem(path, "context goes with kubeconfig, not with eks")
+        ctx.problem(path, "context goes with kubeconfig or kubeconfig_secret, not with eks")
 
 
 def _llm_rule(values: dict[str, Any], path: str, ctx: _Context) -> None:
@@ -941,6 +957,7 @@ def _names(raw: Any, path: str, ctx: _Context) -> tuple[str, ...]:
 _CLUSTER = _section(
     ClusterConfig,
     _Field("kubeconfig", _path),
+    _Field("kubeconfig_secret", _value(secret=True)),
     _Field("context", _string),
     _Field(
         "eks",
@@ -1002,6 +1019,10 @@ _SECTIONS = (
             _Field("api_key", _value(secret=True)),
             _Field("max_prompt_tokens", _integer(minimum=1)),
             _Field("timeout_s", _number(0, inclusive=False)),
+            _Field("max_completion_tokens", _integer(minimum=1)),
+            _Field("retries", _integer_between(0, 10)),
+            _Field("cache_ttl_s", _integer(minimum=0)),
+            _Field("region", _string),
             rule=_llm_rule,
         ),
     ),

@@ -314,12 +314,24 @@ def test_every_problem_is_reported_together() -> None:
             "github: {app: {app_id: 12, private_key: env:K}}",
             "github.app: missing required key 'installation_id'",
         ),
-        ("clusters: {dev: {context: kind}}", "clusters.dev: missing kubeconfig or eks"),
+        (
+            "clusters: {dev: {context: kind}}",
+            "clusters.dev: missing kubeconfig, kubeconfig_secret or eks",
+        ),
         ("clusters: {dev: {eks: {name: dev}}}", "clusters.dev.eks: missing required key 'region'"),
         (
             "clusters: {dev: {kubeconfig: k, eks: {name: d, region: r}}}",
-            "clusters.dev: give either kubeconfig or eks, not both",
+            "clusters.dev: give only one of kubeconfig and eks",
         ),
+        (
+            "clusters: {dev: {kubeconfig: k, kubeconfig_secret: secret:kube/dev}}",
+            "clusters.dev: give only one of kubeconfig and kubeconfig_secret",
+        ),
+        (
+            "clusters: {dev: {eks: {name: d, region: r}, context: c}}",
+            "clusters.dev: context goes with kubeconfig or kubeconfig_secret, not with eks",
+        ),
+        ("clusters: {dev: {kubeconfig_secret: 'secret:'}}", "clusters.dev.kubeconfig_secret:"),
         (
             "costs: {group_by: [SERVICE, REGION, LINKED_ACCOUNT]}",
             "costs.group_by: Cost Explorer groups by at most two keys, got 3",
@@ -609,6 +621,20 @@ def test_cli_config_validate_accepts_a_good_file(
     out = capsys.readouterr()
     assert out.out.strip() == f"{good}: ok"
     assert out.err == ""
+
+
+def test_kubeconfig_secret_is_a_secret_reference() -> None:
+    fake = FakeLookups(**{"kube/prod": "apiVersion: v1\nkind: Config\n"})
+    config = parse_config_text(
+        "clusters: {prod: {kubeconfig_secret: secret:kube/prod, context: admin@prod}}",
+        resolver=fake.resolver(),
+    )
+    assert config.clusters is not None
+    cluster = config.clusters["prod"]
+    assert cluster.kubeconfig_secret is not None and cluster.context == "admin@prod"
+    assert str(cluster.kubeconfig_secret) == "secret:kube/prod"
+    assert cluster.kubeconfig_secret.get().startswith("apiVersion: v1")
+    assert fake.registered == ["apiVersion: v1\nkind: Config\n"]  # redacted from logs
 
 
 def test_kubeconfig_tilde_is_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
