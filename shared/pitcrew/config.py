@@ -493,9 +493,13 @@ class VaultAuth:
 
 @dataclass(frozen=True)
 class VaultRotation:
+    """One KV v2 secret ``rotate_vault`` renews: ``key`` of its data gets a new random value
+    of ``length`` characters once the current version is ``every_days`` old."""
+
     path: str
     every_days: int = 30
     length: int = 32
+    key: str = "value"
 
 
 @dataclass(frozen=True)
@@ -504,6 +508,41 @@ class VaultConfig:
     auth: VaultAuth
     kv_mount: str = "secret"
     rotate: tuple[VaultRotation, ...] = ()
+
+
+@dataclass(frozen=True)
+class PasswordPolicy:
+    """Secrets Manager ``GetRandomPassword`` options: the defaults of the ``password``, ``http``
+    and ``postgres`` rotation strategies (a secret's ``pitcrew:*`` tags override each one)."""
+
+    length: int = 32
+    exclude_characters: str = "\"'\\/@:`"
+    exclude_punctuation: bool = False
+    exclude_numbers: bool = False
+    exclude_uppercase: bool = False
+    exclude_lowercase: bool = False
+    include_space: bool = False
+    require_each_included_type: bool = True
+
+
+@dataclass(frozen=True)
+class RotationEndpoint:
+    """A service the ``http`` rotation strategy calls: ``set_url`` receives the new value in
+    setSecret, ``test_url`` checks it in testSecret (POST, JSON; ``token`` as a bearer)."""
+
+    set_url: Value
+    test_url: Value
+    token: Value | None = None
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class RotationConfig:
+    """Secrets Manager rotation (``rotate_secret``): the password policy and the ``http``
+    endpoints, by name (a secret's ``pitcrew:endpoint`` tag picks one)."""
+
+    password: PasswordPolicy = PasswordPolicy()
+    endpoints: Mapping[str, RotationEndpoint] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -543,6 +582,7 @@ class Config:
     environments: tuple[EnvironmentConfig, ...] | None = None
     vault: VaultConfig | None = None
     notifications: tuple[NotificationConfig, ...] | None = None
+    rotation: RotationConfig | None = None
     source: str | None = field(default=None, compare=False)
 
 
@@ -1137,6 +1177,7 @@ _SECTIONS = (
                             _Field("path", _string, required=True),
                             _Field("every_days", _integer(minimum=1)),
                             _Field("length", _integer(minimum=16)),
+                            _Field("key", _string),
                         )
                     ),
                     "path",
@@ -1145,6 +1186,39 @@ _SECTIONS = (
         ),
     ),
     _Field("notifications", _list_of(_NOTIFICATION)),
+    _Field(
+        "rotation",
+        _section(
+            RotationConfig,
+            _Field(
+                "password",
+                _section(
+                    PasswordPolicy,
+                    # GetRandomPassword's own limits.
+                    _Field("length", _integer_between(4, 4096)),
+                    _Field("exclude_characters", _string),
+                    _Field("exclude_punctuation", _boolean),
+                    _Field("exclude_numbers", _boolean),
+                    _Field("exclude_uppercase", _boolean),
+                    _Field("exclude_lowercase", _boolean),
+                    _Field("include_space", _boolean),
+                    _Field("require_each_included_type", _boolean),
+                ),
+            ),
+            _Field(
+                "endpoints",
+                _mapping_of(
+                    _section(
+                        RotationEndpoint,
+                        _Field("set_url", _value(url=True), required=True),
+                        _Field("test_url", _value(url=True), required=True),
+                        _Field("token", _value(secret=True)),
+                        _Field("timeout_s", _number(0, inclusive=False)),
+                    )
+                ),
+            ),
+        ),
+    ),
 )
 
 

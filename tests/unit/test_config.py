@@ -754,3 +754,44 @@ def test_costs_providers_and_incremental_settings() -> None:
 def test_costs_problems_name_the_key(costs: str, problem: str) -> None:
     problems = problems_of(f"costs: {costs}")
     assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_rotation_section_has_password_policy_defaults_and_named_endpoints() -> None:
+    config = parse_config_text(
+        "rotation:\n"
+        "  password: {length: 48, exclude_punctuation: true}\n"
+        "  endpoints:\n"
+        "    payments: {set_url: 'https://pay.example/rotate', test_url: env:PAY_TEST_URL}\n"
+    )
+    assert config.rotation is not None
+    assert config.rotation.password.length == 48
+    assert config.rotation.password.exclude_punctuation is True
+    assert config.rotation.password.require_each_included_type is True
+    endpoint = config.rotation.endpoints["payments"]
+    assert endpoint.test_url.reference == "env:PAY_TEST_URL"
+    assert endpoint.token is None
+    assert endpoint.timeout_s == 10.0
+
+
+def test_vault_rotation_entries_name_the_key_they_rotate() -> None:
+    config = parse_config_text(
+        "vault: {url: 'https://vault.example', auth: {method: aws_iam, role: pitcrew},"
+        " rotate: [{path: apps/a}, {path: apps/b, key: api_key}]}"
+    )
+    assert config.vault is not None
+    assert [r.key for r in config.vault.rotate] == ["value", "api_key"]
+
+
+@pytest.mark.parametrize(
+    ("rotation", "problem"),
+    [
+        ("{password: {length: 3}}", "rotation.password.length: expected an integer >= 4"),
+        ("{password: {length: 5000}}", "rotation.password.length: expected at most 4096"),
+        ("{password: {exclude_numbers: maybe}}", "rotation.password.exclude_numbers: expected"),
+        ("{endpoints: {pay: {set_url: 'https://x/set'}}}", "rotation.endpoints.pay: missing"),
+        ("{endpoints: {pay: {set_url: ftp://x, test_url: 'https://x'}}}", "rotation.endpoints"),
+    ],
+)
+def test_rotation_problems_name_the_key(rotation: str, problem: str) -> None:
+    problems = problems_of(f"rotation: {rotation}")
+    assert any(p.startswith(problem) for p in problems), problems
