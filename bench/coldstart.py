@@ -279,15 +279,73 @@ class Job:
         return wall, usage.ru_utime + usage.ru_stime
 
 
+# Installed in the development environment but never in a Lambda package, whatever layers say.
+_TOOLING = {"pip", "setuptools", "wheel", "pitcrew"}
+_BLOCKER = """import sys
+class _NotInLambda:
+    blocked = frozenset({blocked!r})
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.blocked:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not in this Lambda)", name=name)
+        return None
+sys.meta_path.insert(0, _NotInLambda())
+"""
+
+
+def _requirement_names(path: Path) -> set[str]:
+    """Canonical distribution names pinned in a requirements file (empty if there is none)."""
+    if not path.is_file():
+        return set()
+    names = set()
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            names.add(_canonical(line.split("==")[0].split("[")[0]))
+    return names
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def not_in_lambda(stack: Stack, function: Function | None) -> set[str]:
+    """Top-level modules the development environment has but the function's Lambda would
+    not: distributions in neither its layers' nor its own requirements.txt. Some libraries
+    import optional packages when they happen to be installed (httpx imports rich and click
+    for its command line), so importing them in the venv would bill the function for code
+    Lambda never loads."""
+    from importlib import metadata
+
+    layer_ids = function.layers if function else ("DepsLayer",)
+    allowed = set().union(
+        *(_requirement_names(stack.layers[lid] / "requirements.txt") for lid in layer_ids),
+        _requirement_names(function.code_dir / "requirements.txt") if function else set(),
+    )
+    if not allowed:  # no layer says what it carries: nothing can be told apart
+        return set()
+    blocked: set[str] = set()
+    for module, distributions in metadata.packages_distributions().items():
+        names = {_canonical(d) for d in distributions}
+        stdlib = module in sys.stdlib_module_names
+        if names & (allowed | _TOOLING) or module.startswith("_") or stdlib:
+            continue
+        blocked.add(module)
+    return blocked
+
+
 def import_jobs(stack: Stack, *, built: bool) -> list[Job]:
     """The baseline, then one import of each function's handler module. Developer mode:
     the venv's interpreter in the function's folder (``''``, the folder, is first on
-    sys.path). Built mode: an isolated interpreter on the function's build directory and
-    layers, as Lambda's."""
+    sys.path), where the packages its Lambda would not have cannot be imported. Built mode:
+    an isolated interpreter on the function's build directory and layers, as Lambda's."""
     if not built:
-        jobs = [Job(BASELINE, BASELINE_IMPORT, REPO, lambda_environment(None))]
+
+        def code(function: Function | None, statement: str) -> str:
+            return _BLOCKER.format(blocked=sorted(not_in_lambda(stack, function))) + statement
+
+        jobs = [Job(BASELINE, code(None, BASELINE_IMPORT), REPO, lambda_environment(None))]
         return jobs + [
-            Job(f.name, f"import {f.module}", f.code_dir, lambda_environment(f))
+            Job(f.name, code(f, f"import {f.module}"), f.code_dir, lambda_environment(f))
             for f in stack.functions
         ]
     layer_path = tuple(dict.fromkeys(p for f in stack.functions for p in stack.python_path(f)[1:]))
