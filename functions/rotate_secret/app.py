@@ -1,0 +1,31 @@
+"""The ``rotate_secret`` function: Secrets Manager's rotation function for pitcrew's secrets.
+
+Lambda handler: ``app.handler``, invoked by Secrets Manager once per step (``createSecret``,
+``setSecret``, ``testSecret``, ``finishSecret``). The work is ``pitcrew.rotation.protocol``'s;
+the secret's ``pitcrew:rotation`` tag chooses the strategy. A failed step raises, so Secrets
+Manager stops the rotation and tries again later; every step is safe to repeat.
+"""
+
+from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pitcrew.config import load_config
+from pitcrew.observability import instrument
+from pitcrew.rotation.protocol import SecretRotation
+
+instruments = instrument("rotate_secret", traced=("botocore", "httpx"))
+logger = instruments.logger
+metrics = instruments.metrics
+config = load_config()
+rotation = SecretRotation(config)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@event_source(data_class=SecretsManagerEvent)
+def handler(event: SecretsManagerEvent, context: LambdaContext) -> None:
+    logger.append_keys(secret_id=event.secret_id, step=event.step)
+    rotation.run(event.step, event.secret_id, event.client_request_token)
+    metrics.add_metric(
+        name=f"Rotation{event.step[0].upper()}{event.step[1:]}", unit="Count", value=1
+    )

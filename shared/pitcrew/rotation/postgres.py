@@ -1,0 +1,285 @@
+"""The ``postgres`` strategy: a PostgreSQL login, in a JSON secret shaped like AWS's
+``{"engine": "postgres", "host", "port", "username", "password", "dbname"[, "masterarn"]}``,
+through pg8000 (pure Python, no native library in Lambda).
+
+- **single user** (no ``masterarn``): setSecret logs in with a password the database still
+  accepts (AWSCURRENT, else AWSPREVIOUS, else one an abandoned rotation left behind) and
+  runs ``ALTER ROLE ... PASSWORD`` on its own role. Between setSecret and finishSecret the
+  old password no longer works: clients that log in then fail until they re-read the secret.
+- **alternating users** (``masterarn`` names a secret with an administrator's login): each
+  rotation moves the secret to the other of ``<user>`` and ``<user>_clone`` and sets that
+  one's password with the administrator's login, creating the clone on first use as a
+  member of ``<user>`` (so it has the same privileges). The role in AWSCURRENT is never
+  touched, so clients using it never fail.
+
+Identifiers and the password are quoted by the server (``format('%I', '%L')``), never
+pasted into SQL. testSecret logs in with the pending value. An ``ssl`` field (true/false)
+forces TLS on or off; without it TLS is tried first, then plain, as AWS's templates do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pitcrew.errors import BadRequestError, ServiceError, TransientServiceError
+from pitcrew.observability import register_secret
+from pitcrew.rotation.store import CURRENT
+from pitcrew.rotation.strategy import RotationContext, json_object, new_password
+
+CLONE_SUFFIX = "_clone"
+# PostgreSQL truncates identifiers to 63 bytes: a longer clone name would collide.
+MAX_IDENTIFIER_BYTES = 63
+CONNECT_TIMEOUT_S = 5
+
+
+@dataclass(frozen=True)
+class Login:
+    """Where and as whom to log in (from a secret's JSON)."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    dbname: str
+    ssl: bool | None = None
+
+    @classmethod
+    def from_secret(cls, text: str, name: str) -> Login:
+        document = json_object(text)
+        if document is None:
+            raise BadRequestError(f"{name}: a postgres secret must be a JSON object")
+        engine = document.get("engine", "postgres")
+        if engine not in ("postgres", "postgresql", "aurora-postgresql"):
+            raise BadRequestError(f"{name}: engine {engine!r} is not postgres")
+        missing = [k for k in ("host", "username", "password") if not document.get(k)]
+        if missing:
+            raise BadRequestError(f"{name}: the secret has no {', '.join(missing)}")
+        try:
+            port = int(document.get("port") or 5432)
+        except (TypeError, ValueError):
+            raise BadRequestError(f"{name}: port must be a number") from None
+        ssl = document.get("ssl")
+        if isinstance(ssl, str):
+            ssl = ssl.strip().lower() == "true"
+        register_secret(str(document["password"]))
+        return cls(
+            host=str(document["host"]),
+            port=port,
+            username=str(document["username"]),
+            password=str(document["password"]),
+            dbname=str(document.get("dbname") or "postgres"),
+            ssl=ssl if isinstance(ssl, bool) else None,
+        )
+
+
+class LoginRefused(Exception):
+    """The server refused this login (wrong password, no such role): not an outage."""
+
+
+class PostgresStrategy:
+    name = "postgres"
+
+    def __init__(self, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        self.connect_timeout_s = connect_timeout_s
+
+    # --- createSecret --------------------------------------------------------------------
+
+    def create(self, context: RotationContext) -> str:
+        document = json_object(context.current)
+        current = Login.from_secret(context.current, context.secret.name)
+        assert document is not None  # from_secret checked it
+        if document.get("masterarn"):
+            document["username"] = other_user(current.username, context.secret.name)
+        document["password"] = new_password(context)
+        return json.dumps(document)
+
+    # --- setSecret -----------------------------------------------------------------------
+
+    def set(self, context: RotationContext) -> None:
+        name = context.secret.name
+        pending = Login.from_secret(context.require_pending(), name)
+        current = Login.from_secret(context.current, name)
+        if self.can_log_in(pending):
+            return  # already set: this step ran before
+        if pending.host != current.host or pending.port != current.port:
+            raise BadRequestError(f"{name}: the pending version points at another server")
+        master_arn = (json_object(context.current) or {}).get("masterarn")
+        if master_arn:
+            self._set_alternating(context, current, pending, str(master_arn))
+        else:
+            self._set_single(context, current, pending)
+
+    def _set_single(self, context: RotationContext, current: Login, pending: Login) -> None:
+        if pending.username != current.username:
+            raise BadRequestError(
+                f"{context.secret.name}: a single-user rotation cannot change the user name"
+            )
+        for text in [context.current, *context.previous_values()]:
+            try:
+                candidate = Login.from_secret(text, context.secret.name)
+            except BadRequestError:
+                continue
+            if candidate.username != pending.username or candidate.host != pending.host:
+                continue
+            try:
+                with self.connection(candidate) as connection:
+                    _set_password(connection, pending.username, pending.password)
+                return
+            except LoginRefused:
+                continue
+        raise ServiceError(
+            "postgres",
+            f"{context.secret.name}: no stored password of {pending.username} logs in "
+            "(AWSCURRENT, AWSPREVIOUS, abandoned versions): reset it by hand",
+        )
+
+    def _set_alternating(
+        self, context: RotationContext, current: Login, pending: Login, master_arn: str
+    ) -> None:
+        name = context.secret.name
+        if pending.username != other_user(current.username, name):
+            raise BadRequestError(
+                f"{name}: the pending user {pending.username!r} is neither {current.username!r} "
+                "nor its clone"
+            )
+        # As AWS's template: only rotate a login that works now (a confused deputy guard).
+        if not self.can_log_in(current):
+            raise ServiceError("postgres", f"{name}: the AWSCURRENT login does not work")
+        master = Login.from_secret(context.store.value(master_arn, stage=CURRENT), master_arn)
+        if master.host != current.host or master.port != current.port:
+            raise BadRequestError(f"{name}: the master secret is for another server")
+        master = Login(
+            master.host, master.port, master.username, master.password, current.dbname, master.ssl
+        )
+        try:
+            with self.connection(master) as connection:
+                exists = connection.run(
+                    "SELECT 1 FROM pg_roles WHERE rolname = :name", name=pending.username
+                )
+                if exists:
+                    _set_password(connection, pending.username, pending.password)
+                else:
+                    _create_member(connection, pending.username, pending.password, current.username)
+        except LoginRefused as exc:
+            raise ServiceError(
+                "postgres", f"{name}: the master login ({master_arn}) is refused"
+            ) from exc
+
+    # --- testSecret ----------------------------------------------------------------------
+
+    def test(self, context: RotationContext) -> None:
+        pending = Login.from_secret(context.require_pending(), context.secret.name)
+        try:
+            with self.connection(pending) as connection:
+                connection.run("SELECT 1")
+        except LoginRefused as exc:
+            raise ServiceError(
+                "postgres", f"{context.secret.name}: the pending login of {pending.username} fails"
+            ) from exc
+
+    # --- connections ---------------------------------------------------------------------
+
+    def can_log_in(self, login: Login) -> bool:
+        try:
+            with self.connection(login) as connection:
+                connection.run("SELECT 1")
+        except LoginRefused:
+            return False
+        return True
+
+    @contextmanager
+    def connection(self, login: Login) -> Iterator[Any]:
+        """A pg8000 connection; ``LoginRefused`` when the server says no to the credentials,
+        ``TransientServiceError`` when it cannot be reached."""
+        connection = self._connect(login)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def _connect(self, login: Login) -> Any:
+        import ssl
+
+        attempts: list[bool] = [login.ssl] if login.ssl is not None else [True, False]
+        last: Exception | None = None
+        for use_tls in attempts:
+            try:
+                return self._open(login, ssl.create_default_context() if use_tls else None)
+            except LoginRefused:
+                raise
+            except TransientServiceError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def _open(self, login: Login, ssl_context: Any) -> Any:
+        import pg8000.native
+
+        try:
+            return pg8000.native.Connection(
+                user=login.username,
+                password=login.password,
+                host=login.host,
+                port=login.port,
+                database=login.dbname,
+                timeout=self.connect_timeout_s,
+                ssl_context=ssl_context,
+                application_name="pitcrew-rotation",
+            )
+        except pg8000.native.DatabaseError as exc:
+            code = _sqlstate(exc)
+            # 28P01 wrong password, 28000 no such role / not allowed to log in.
+            if code in ("28P01", "28000"):
+                raise LoginRefused(code) from exc
+            raise ServiceError("postgres", f"{login.host}: login failed ({code})") from exc
+        except (pg8000.native.InterfaceError, OSError) as exc:
+            raise TransientServiceError(
+                "postgres", f"cannot reach {login.host}:{login.port}: {type(exc).__name__}"
+            ) from exc
+
+
+def other_user(username: str, secret_name: str) -> str:
+    """The alternating partner: ``app`` <-> ``app_clone``."""
+    if username.endswith(CLONE_SUFFIX):
+        return username[: -len(CLONE_SUFFIX)]
+    clone = username + CLONE_SUFFIX
+    if len(clone.encode()) > MAX_IDENTIFIER_BYTES:
+        raise BadRequestError(
+            f"{secret_name}: {username!r} is too long for a {CLONE_SUFFIX} partner (63 bytes)"
+        )
+    return clone
+
+
+def _statement(connection: Any, template: str, **values: str) -> str:
+    # The server quotes: %I an identifier, %L a literal (PostgreSQL's format()).
+    arguments = ", ".join(f":{name}::text" for name in values)
+    rows = connection.run(f"SELECT format('{template}', {arguments})", **values)
+    return str(rows[0][0])
+
+
+def _set_password(connection: Any, role: str, password: str) -> None:
+    connection.run(_statement(connection, "ALTER ROLE %I WITH PASSWORD %L", role=role, pw=password))
+
+
+def _create_member(connection: Any, role: str, password: str, member_of: str) -> None:
+    connection.run("START TRANSACTION")
+    try:
+        connection.run(
+            _statement(connection, "CREATE ROLE %I WITH LOGIN PASSWORD %L", role=role, pw=password)
+        )
+        connection.run(_statement(connection, "GRANT %I TO %I", of=member_of, role=role))
+        connection.run("COMMIT")
+    except BaseException:
+        connection.run("ROLLBACK")
+        raise
+
+
+def _sqlstate(exc: Exception) -> str:
+    detail = exc.args[0] if exc.args else None
+    if isinstance(detail, dict):
+        return str(detail.get("C", "?"))
+    return "?"
