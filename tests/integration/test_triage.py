@@ -1,0 +1,302 @@
+"""The diagnose pipeline on the emulated stack: alerts from the incident queue grouped into
+incidents, diagnosed once, resolved when their alerts resolve; and the ``diagnose`` handler
+with its SQS batch, its process-once guarantee and its dead-letter queue."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pitcrew.config import load_config
+from pitcrew.events import DomainEvent
+from pitcrew.incidents.model import Category, ClusterContext, Diagnosis, Subject
+from pitcrew.incidents.store import IncidentStore
+from pitcrew.incidents.triage import Triage
+from pitcrew.local.context import LambdaContext
+from tests.conftest import harness_client
+from tests.support.events import load_event
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def crashloop_alert(pod: str, fingerprint: str, *, status: str = "firing") -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {
+            "alertname": "KubePodCrashLooping",
+            "cluster": "prod-eu",
+            "namespace": "payments",
+            "pod": pod,
+            "container": "api",
+            "reason": "CrashLoopBackOff",
+            "severity": "warning",
+        },
+        "annotations": {"summary": "Pod is crash looping."},
+        "startsAt": "2024-11-19T08:14:32.517Z",
+        "endsAt": "2024-11-19T08:30:02.517Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus.monitoring:9090/graph?g0.expr=up",
+        "fingerprint": fingerprint,
+    }
+
+
+def message(*alerts: dict[str, Any]) -> dict[str, Any]:
+    return {"group": {"receiver": "pitcrew", "groupKey": "{}:{}"}, "alerts": list(alerts)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2024, 11, 19, 8, 15, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def published() -> list[DomainEvent]:
+    return []
+
+
+@pytest.fixture
+def triage(stack: Any, published: list[DomainEvent]) -> Triage:
+    return Triage(
+        load_config(),
+        store=IncidentStore(),
+        publish_events=lambda *events: published.extend(events),
+        clock=Clock(),
+    )
+
+
+def names(events: list[DomainEvent]) -> list[str]:
+    return [str(e.name) for e in events]
+
+
+def test_a_storm_about_one_workload_is_one_incident_diagnosed_once(
+    triage: Triage, published: list[DomainEvent]
+) -> None:
+    pods = ["api-7c9d8f6b5-x2x7q", "api-7c9d8f6b5-kq4zt", "api-7c9d8f6b5-p9w2m"]
+    for index, pod in enumerate(pods):
+        for alert in triage.alerts_of(message(crashloop_alert(pod, f"fp{index}"))):
+            triage.handle_alert(alert)
+
+    (incident,) = triage.store.list("open")
+    assert incident.workload.kind == "Deployment" and incident.workload.name == "api"
+    assert incident.alerts == 3
+    assert names(published) == ["IncidentOpened", "IncidentDiagnosed"]
+    diagnosis = published[-1].detail["diagnosis"]
+    # No cluster is configured locally: the rules answer from the alert and say so.
+    assert diagnosis["source"] == "rules"
+    assert diagnosis["category"] in {c.value for c in Category}
+    assert any("cluster" in line.lower() for line in diagnosis["evidence"])
+    assert published[-1].detail["signature"].startswith("prod-eu/payments/Deployment/api/")
+
+
+def test_the_incident_resolves_when_its_last_firing_alert_resolves(
+    triage: Triage, published: list[DomainEvent]
+) -> None:
+    first = crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1")
+    second = crashloop_alert("api-7c9d8f6b5-kq4zt", "fp2")
+    for alert in triage.alerts_of(message(first, second)):
+        triage.handle_alert(alert)
+
+    resolved_first = {**first, "status": "resolved", "endsAt": "2024-11-19T08:30:02.517Z"}
+    (alert,) = triage.alerts_of(message(resolved_first))
+    triage.handle_alert(alert)
+    assert triage.store.list("open"), "one alert of the incident still fires"
+
+    resolved_second = {**second, "status": "resolved", "endsAt": "2024-11-19T08:31:02.517Z"}
+    (alert,) = triage.alerts_of(message(resolved_second))
+    triage.handle_alert(alert)
+    (incident,) = triage.store.list("resolved")
+    assert incident.status == "resolved" and incident.resolved_at
+    assert names(published)[-1] == "IncidentResolved"
+
+
+def test_an_out_of_policy_patch_from_the_llm_is_dropped_and_the_incident_says_why(
+    stack: Any, published: list[DomainEvent]
+) -> None:
+    workload = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": "payments"},
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "api",
+                            "image": "ghcr.io/acme/api:1.4.2",
+                            "resources": {"limits": {"memory": "512Mi"}},
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+    def gather(subject: Subject, config: Any) -> ClusterContext:
+        return ClusterContext(cluster=subject.cluster, reachable=True, workload=workload)
+
+    def investigate(*_args: Any, **_kwargs: Any) -> Diagnosis:
+        return Diagnosis(
+            category=Category.APP_CRASH,
+            root_cause="The image is broken.",
+            confidence=0.7,
+            source="llm",
+            patch={
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "api", "namespace": "payments"},
+                "spec": {
+                    "template": {
+                        "spec": {"containers": [{"name": "api", "image": "ghcr.io/acme/api:1.4.1"}]}
+                    }
+                },
+            },
+        )
+
+    triage = Triage(
+        load_config(),
+        store=IncidentStore(),
+        gather=gather,
+        investigate=investigate,
+        publish_events=lambda *events: published.extend(events),
+        clock=Clock(),
+    )
+    for alert in triage.alerts_of(message(crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1"))):
+        triage.handle_alert(alert)
+
+    diagnosis = published[-1].detail["diagnosis"]
+    assert diagnosis["patch"] is None
+    assert "image" in diagnosis["patch_dropped"]
+
+
+def test_retry_diagnoses_the_incident_again(triage: Triage, published: list[DomainEvent]) -> None:
+    for alert in triage.alerts_of(message(crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1"))):
+        triage.handle_alert(alert)
+    (incident,) = triage.store.list("open")
+
+    incident_id = triage.retry_of({"retry": {"incident_id": incident.id}})
+    assert incident_id == incident.id
+    triage.retry(incident_id)
+
+    assert names(published) == ["IncidentOpened", "IncidentDiagnosed", "IncidentDiagnosed"]
+    events = [entry["event"] for entry in triage.store.get(incident.id).timeline]
+    assert "diagnosis requested again" in events
+
+
+# -- the handler -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def diagnose(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """functions/diagnose/app.py imported fresh against the emulated stack."""
+    monkeypatch.syspath_prepend(str(REPO / "functions" / "diagnose"))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "pitcrew-diagnose")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "pitcrew")
+    sys.modules.pop("app", None)
+    module = importlib.import_module("app")
+    yield module
+    sys.modules.pop("app", None)
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    sample = load_event("sqs/incident-batch.json")
+    template = sample["Records"][0]
+    records = []
+    for index, body in enumerate(bodies):
+        record = copy.deepcopy(template)
+        record["messageId"] = f"message-{index}"
+        record["body"] = body
+        records.append(record)
+    return {"Records": records}
+
+
+def context() -> LambdaContext:
+    return LambdaContext(
+        function_name="pitcrew-diagnose",
+        function_version="$LATEST",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:pitcrew-diagnose",
+        memory_limit_in_mb=1024,
+        timeout_s=90,
+        log_group_name="/aws/lambda/pitcrew-diagnose",
+        log_stream_name="2024/11/19/[$LATEST]0123456789abcdef",
+    )
+
+
+def dead_letters(stack: Any) -> list[dict[str, Any]]:
+    sqs = harness_client("sqs")
+    url = stack.resolve({"Ref": "IncidentDeadLetterQueue"})
+    answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+
+
+def test_the_handler_processes_the_sample_batch_and_each_alert_once(
+    diagnose: Any, stack: Any
+) -> None:
+    event = load_event("sqs/incident-batch.json")
+
+    first = diagnose.handler(event, context())
+    again = diagnose.handler(event, context())  # SQS redelivers the same batch
+
+    assert first == {"batchItemFailures": []} and again == {"batchItemFailures": []}
+    incidents = IncidentStore().list("all")
+    assert len(incidents) == 1
+    expected = sum(len(json.loads(r["body"]).get("alerts", [1])) for r in event["Records"])
+    assert incidents[0].alerts == expected
+    assert incidents[0].diagnosis is not None
+
+
+def test_a_malformed_message_goes_to_the_dead_letter_queue_with_its_reason(
+    diagnose: Any, stack: Any
+) -> None:
+    good = json.dumps(message(crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1")))
+    answer = diagnose.handler(sqs_event("{not json", good, json.dumps({"alerts": [{}]})), context())
+
+    assert answer == {"batchItemFailures": []}
+    kept = dead_letters(stack)
+    assert len(kept) == 2
+    assert all(k["reason"].startswith("malformed incident message") for k in kept)
+    assert {k["message"] for k in kept} == {"{not json", json.dumps({"alerts": [{}]})}
+    assert len(IncidentStore().list("open")) == 1
+
+
+def test_a_failing_message_is_reported_for_retry_and_the_rest_of_the_batch_is_kept(
+    diagnose: Any, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real = diagnose.triage.diagnose
+
+    def flaky(incident: Any, subject: Any = None) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("the cluster API timed out")
+        return real(incident, subject)
+
+    monkeypatch.setattr(diagnose.triage, "diagnose", flaky)
+    bodies = [
+        json.dumps(message(crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1"))),
+        json.dumps(message(crashloop_alert("worker-5d8f7c9b4-abcde", "fp9"))),
+    ]
+    answer = diagnose.handler(sqs_event(*bodies), context())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+
+    # SQS delivers the failed message again: the alert was not marked done, so it is
+    # processed, and the incident it opened gets its diagnosis now.
+    answer = diagnose.handler(sqs_event(bodies[0]), context())
+    assert answer == {"batchItemFailures": []}
+    incidents = IncidentStore().list("open")
+    assert len(incidents) == 2
+    assert all(i.diagnosis is not None for i in incidents)
