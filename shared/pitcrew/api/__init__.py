@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from chalice import Chalice
 
-from pitcrew.api import health
+from pitcrew.api import alertmanager, health, incidents
+from pitcrew.api import costs as cost_routes
+from pitcrew.api import github as github_routes
 from pitcrew.api.routes import ApiContext
 from pitcrew.config import Config
 from pitcrew.observability import Instruments
@@ -20,6 +22,10 @@ def create_app(config: Config, instruments: Instruments) -> Chalice:
     app = Chalice(app_name="pitcrew-api")
     context = ApiContext(config=config, instruments=instruments)
     app.register_blueprint(health.blueprint(context))
+    app.register_blueprint(alertmanager.blueprint(context))
+    app.register_blueprint(incidents.blueprint(context))
+    app.register_blueprint(cost_routes.blueprint(context))
+    app.register_blueprint(github_routes.blueprint(context))
 
     @app.middleware("http")
     def correlate(event, get_response):  # type: ignore[no-untyped-def]

@@ -1,0 +1,32 @@
+"""The ``cost_tracker`` function: once a day, each configured cloud's new daily costs into
+the costs table, spikes and budget thresholds as domain events (``pitcrew.costs.tracker``).
+
+Lambda handler: ``app.handler``, behind an EventBridge schedule. The configuration is loaded
+at cold start. A failed run raises, so that the schedule's retry runs it again: the history
+it leaves is consistent and nothing already alerted is alerted twice.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pitcrew.config import CostsConfig, load_config
+from pitcrew.costs.providers import build_providers
+from pitcrew.costs.tracker import CostTracker
+from pitcrew.observability import instrument
+
+instruments = instrument("cost_tracker", traced=("botocore", "httpx"))
+logger = instruments.logger
+metrics = instruments.metrics
+config = load_config()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    costs = config.costs or CostsConfig()
+    providers = build_providers(costs)
+    tracker = CostTracker(costs, providers, metrics=metrics)
+    report = tracker.run()
+    logger.info("cost run done", extra={"report": report.as_dict()})
+    return report.as_dict()
