@@ -1,0 +1,41 @@
+"""The ``github_events`` function: GitHub deliveries from the GitHub delivery queue (queued by
+``POST /webhooks/github``), handled by ``pitcrew.fixes.deliveries``: fix pull requests merged
+or closed, ``/pitcrew`` commands, promotion triggers.
+
+Lambda handler: ``app.handler``, an SQS batch with partial failures: a message that fails is
+retried alone and, after the queue's ``maxReceiveCount``, kept in its dead-letter queue.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pitcrew.config import load_config
+from pitcrew.fixes.deliveries import GithubDeliveries
+from pitcrew.observability import instrument
+
+instruments = instrument("github_events", traced=("botocore", "requests"))
+logger = instruments.logger
+metrics = instruments.metrics
+config = load_config()
+deliveries = GithubDeliveries(config, logger=logger)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def handle_record(record: SQSRecord) -> str:
+    return deliveries.handle_body(record.body)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

@@ -1,0 +1,75 @@
+"""Closing the loop on a merged fix: when the incident's alert resolves after its pull
+request merged, say so on the pull request; when it fires again, reopen the incident and say
+so there too.
+
+``fix_pr`` calls ``on_incident_resolved`` for every ``IncidentResolved`` event. The diagnose
+pipeline calls ``on_incident_refired`` when an alert fires for a workload whose latest
+incident is resolved with a merged fix (before opening a new incident for it): the incident
+is reopened (``IncidentStore.reopen``) and the pull request is told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pitcrew.fixes import render
+
+if TYPE_CHECKING:
+    from pitcrew.github import GitHub
+    from pitcrew.incidents.store import Incident, IncidentStore
+
+
+def merged_fix(incident: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The incident's pull request when it is a merged pitcrew fix."""
+    pull = incident.get("pull_request") or {}
+    if pull.get("state") == "merged" and pull.get("number") and pull.get("repo"):
+        return pull
+    return None
+
+
+def on_incident_resolved(
+    incident: Mapping[str, Any],
+    *,
+    github: GitHub,
+    store: IncidentStore,
+    now: datetime | None = None,
+) -> bool:
+    """Comment on the merged fix that the alert resolved (``incident``: the ``as_api()``
+    shape). False when the incident has no merged fix."""
+    pull = merged_fix(incident)
+    if pull is None:
+        return False
+    url = github.comment(str(pull["repo"]), int(pull["number"]), render.resolved_comment(incident))
+    store.add_timeline(
+        str(incident["id"]),
+        "alert resolved after fix",
+        now or datetime.now(UTC),
+        detail=f"noted on pull request #{pull['number']}: {url}",
+    )
+    return True
+
+
+def on_incident_refired(
+    incident_id: str,
+    *,
+    github: GitHub,
+    store: IncidentStore,
+    now: datetime | None = None,
+) -> Incident | None:
+    """Reopen a resolved incident whose merged fix did not hold, and say so on the pull
+    request. None (nothing done) when the incident has no merged fix."""
+    incident = store.get(incident_id)
+    pull = merged_fix(incident.as_api())
+    if pull is None:
+        return None
+    moment = now or datetime.now(UTC)
+    if incident.status != "open":
+        incident = store.reopen(
+            incident_id, moment, f"the alert fired again after fix #{pull['number']} merged"
+        )
+    github.comment(
+        str(pull["repo"]), int(pull["number"]), render.refired_comment(incident.as_api())
+    )
+    return incident
