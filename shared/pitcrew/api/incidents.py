@@ -1,0 +1,56 @@
+"""``GET /incidents[?status=open|resolved|all][&limit=N]`` and ``GET /incidents/{id}``: the
+incidents in DESIGN.md's shape, for operators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint
+
+from pitcrew.api.routes import ApiContext, route
+from pitcrew.errors import BadRequestError
+from pitcrew.incidents.store import LIST_STATUSES, MAX_LIST, IncidentStore
+
+DEFAULT_LIMIT = 100
+
+
+def blueprint(context: ApiContext, store: IncidentStore | None = None) -> Blueprint:
+    bp = Blueprint(__name__)
+    # Built on first use: the table's name comes from the environment.
+    stores: list[IncidentStore] = [store] if store is not None else []
+
+    def incidents() -> IncidentStore:
+        if not stores:
+            stores.append(IncidentStore())
+        return stores[0]
+
+    @route(bp, context, "/incidents")
+    def list_incidents() -> dict[str, Any]:
+        query: dict[str, str] = dict(bp.current_request.query_params or {})
+        unknown = sorted(set(query) - {"status", "limit"})
+        if unknown:
+            raise BadRequestError(
+                f"unknown query parameter(s) {', '.join(unknown)}: use status and limit"
+            )
+        status = query.get("status", "open")
+        if status not in LIST_STATUSES:
+            raise BadRequestError(
+                f"status: expected one of {', '.join(LIST_STATUSES)}, got {status!r}"
+            )
+        limit = _limit(query.get("limit"))
+        found = incidents().list(status=status, limit=limit)
+        return {"incidents": [incident.as_api() for incident in found], "count": len(found)}
+
+    @route(bp, context, "/incidents/{incident_id}")
+    def get_incident(incident_id: str) -> dict[str, Any]:
+        return incidents().get(incident_id).as_api()
+
+    return bp
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+        raise BadRequestError(f"limit: expected an integer from 1 to {MAX_LIST}, got {raw!r}")
+    return int(raw)
