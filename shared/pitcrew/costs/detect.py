@@ -86,11 +86,13 @@ def spike_days(
     quiet = first_spend >= NEW_SPEND_QUIET_DAYS
     if quiet and check_from <= first_spend < len(x) and x[first_spend] >= min_delta:
         found.append((first_spend, 0.0, None, first_spend))
-    for d in range(max(check_from, WEEK * MIN_WEEKS, first_spend + 1), len(x)):
+    # The baseline only looks at weeks since the group's first spend: the zeros before it
+    # would make every day of a young group look like a spike.
+    for d in range(max(check_from, first_spend + WEEK * MIN_WEEKS), len(x)):
         value = x[d]
         if value < min_delta:  # cannot beat any baseline by min_delta
             continue
-        weeks = min(MAX_WEEKS, d // WEEK)
+        weeks = min(MAX_WEEKS, (d - first_spend) // WEEK)
         expected = _expected(x, d, weeks)
         delta = value - expected
         if delta < min_delta or value < min_ratio * expected:

@@ -1,0 +1,87 @@
+"""GET /costs and GET /metrics over the real app, reading the stack's costs table (moto)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from pitcrew.api import create_app
+from pitcrew.config import parse_config
+from pitcrew.costs.history import CostHistory
+from pitcrew.costs.model import Anomaly, DailyCosts
+from pitcrew.observability import instrument
+
+TOKEN = "operator-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def client(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Client:
+    monkeypatch.setenv("TEST_OPERATOR_TOKEN", TOKEN)
+    config = parse_config(
+        {"api": {"token": "env:TEST_OPERATOR_TOKEN"}, "costs": {"budgets": {"monthly_total": 500}}}
+    )
+    history = CostHistory()
+    today = datetime.now(UTC).date()
+    for n in range(1, 15):
+        day = today - timedelta(days=n)
+        groups = {"Amazon EC2": 10.0 if n <= 7 else 5.0, 'odd "name"\\x': 1.0}
+        history.put_day(DailyCosts("aws", day, groups))
+    state = history.state("aws")
+    state["month"] = {
+        "month": today.strftime("%Y-%m"),
+        "month_to_date_usd": 77.0,
+        "forecast_usd": 310.0,
+        "forecast_source": "cost_explorer",
+    }
+    history.put_state(state)
+    history.claim_anomaly(Anomaly("aws", "Amazon EC2", today - timedelta(days=3), 90.0, 10.0))
+    return Client(create_app(config, instrument("api-test")))
+
+
+def test_costs_answers_series_change_and_anomalies(client: Client) -> None:
+    response = client.http.get("/costs?days=7", headers=AUTH)
+    assert response.status_code == 200
+    body = json.loads(response.body)
+    assert body["days"] == 7 and len(body["daily"]) == 7
+    assert body["total_usd"] == pytest.approx(77.0)
+    ec2 = next(g for g in body["groups"] if g["group"] == "Amazon EC2")
+    assert (ec2["total_usd"], ec2["previous_usd"], ec2["change_pct"]) == (70.0, 35.0, 100.0)
+    assert [a["group"] for a in body["anomalies"]] == ["Amazon EC2"]
+    assert body["forecast"]["forecast_usd"] == 310.0
+    assert body["budgets"][0]["name"] == "monthly_total"
+
+
+@pytest.mark.parametrize("days", ["0", "abc", "-3", "400", "1.5"])
+def test_costs_refuses_a_bad_days(client: Client, days: str) -> None:
+    response = client.http.get(f"/costs?days={days}", headers=AUTH)
+    assert response.status_code == 400
+    assert "days" in json.loads(response.body)["error"]
+
+
+def test_costs_and_metrics_need_the_operator_token(client: Client) -> None:
+    assert client.http.get("/costs").status_code == 401
+    assert client.http.get("/metrics").status_code == 401
+
+
+def test_metrics_is_prometheus_text_with_escaped_labels(client: Client) -> None:
+    response = client.http.get("/metrics", headers=AUTH)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = response.body.decode()
+    for family, kind in (
+        ("pitcrew_cost_daily_usd", "gauge"),
+        ("pitcrew_cost_month_to_date_usd", "gauge"),
+        ("pitcrew_cost_forecast_month_usd", "gauge"),
+        ("pitcrew_cost_anomalies_total", "counter"),
+    ):
+        assert f"# TYPE {family} {kind}\n" in text and f"# HELP {family} " in text
+    assert 'pitcrew_cost_daily_usd{provider="aws",group="Amazon EC2"} 10.0\n' in text
+    assert 'group="odd \\"name\\"\\\\x"} 1.0' in text
+    assert 'pitcrew_cost_forecast_month_usd{provider="aws"} 310.0' in text
+    assert 'pitcrew_cost_anomalies_total{provider="aws"} 1.0' in text
+    assert text.endswith("\n")
