@@ -1,0 +1,191 @@
+"""A real PostgreSQL for integration tests: Debian's server binaries
+(``/usr/lib/postgresql/<version>/bin``: ``initdb`` and ``postgres``), a fresh cluster in a
+temporary directory, listening on a free 127.0.0.1 port with password (SCRAM) logins.
+
+PostgreSQL refuses to run as root: when the tests run as root, the server runs as the
+``postgres`` user (``runuser``), in a directory owned by it. ``postgres_server()`` skips
+the test with the reason when the binaries are absent (``make system-deps`` installs them).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SUPERUSER = "pitcrew_admin"
+START_TIMEOUT_S = 30.0
+
+
+def server_binaries() -> Path | None:
+    """The newest installed ``/usr/lib/postgresql/<version>/bin`` with initdb and postgres."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    for directory in reversed(found):
+        if (directory / "initdb").is_file() and (directory / "postgres").is_file():
+            return directory
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class PostgresServer:
+    """A running server: where it listens and its superuser's login."""
+
+    host: str
+    port: int
+    superuser: str
+    password: str
+    data_dir: Path
+
+    def connect(self, user: str | None = None, password: str | None = None, **options: Any) -> Any:
+        import pg8000.native
+
+        return pg8000.native.Connection(
+            user=user or self.superuser,
+            password=password if password is not None else self.password,
+            host=self.host,
+            port=self.port,
+            database=options.pop("database", "postgres"),
+            timeout=5,
+            **options,
+        )
+
+    def run(self, sql: str, **params: Any) -> Any:
+        """Run one statement as the superuser."""
+        connection = self.connect()
+        try:
+            return connection.run(sql, **params)
+        finally:
+            connection.close()
+
+    def can_log_in(self, user: str, password: str) -> bool:
+        import pg8000.native
+
+        try:
+            self.connect(user, password).close()
+        except pg8000.native.DatabaseError:
+            return False
+        return True
+
+    def secret(self, user: str, password: str, **extra: Any) -> dict[str, Any]:
+        """A Secrets Manager secret for ``user``, in AWS's shape."""
+        return {
+            "engine": "postgres",
+            "host": self.host,
+            "port": self.port,
+            "username": user,
+            "password": password,
+            "dbname": "postgres",
+            "ssl": False,
+            **extra,
+        }
+
+
+def _server_user() -> dict[str, Any]:
+    """Popen's ``user``/``group`` for the server: ``postgres`` when the tests run as root."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": "postgres", "group": "postgres", "extra_groups": []}
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A fresh cluster on 127.0.0.1, stopped and deleted afterwards."""
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL server binaries not installed (/usr/lib/postgresql/*/bin)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run PostgreSQL as")
+    base = Path(tempfile.mkdtemp(prefix="pitcrew-pg-"))
+    data_dir = base / "data"
+    password = secrets.token_urlsafe(18)
+    password_file = base / "pwfile"
+    password_file.write_text(password + "\n", encoding="utf-8")
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam("postgres")
+        for path in (base, password_file):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    base.chmod(0o700)
+    subprocess.run(
+        [
+            str(binaries / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=scram-sha-256",
+            f"--pwfile={password_file}",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        **_server_user(),
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(binaries / "postgres"),
+            "-D",
+            str(data_dir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(base),
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=50",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **_server_user(),
+    )
+    running = PostgresServer("127.0.0.1", port, SUPERUSER, password, data_dir)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"postgres exited with {server.returncode} at start-up")
+            try:
+                running.run("SELECT 1")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield running
+    finally:
+        server.send_signal(signal.SIGINT)  # "fast shutdown"
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(base, ignore_errors=True)
