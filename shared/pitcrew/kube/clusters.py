@@ -7,6 +7,7 @@ it (so no kubeconfig and no ``aws`` CLI are needed in Lambda).
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,8 @@ def _load_kubeconfig(name: str, cluster: ClusterConfig, configuration: Configura
         source: Any = document
     else:
         key = f"clusters.{name}.kubeconfig"
+        if not cluster.kubeconfig or not os.path.isfile(cluster.kubeconfig):
+            raise ConfigError([f"{key}: file not found: {cluster.kubeconfig}"])
         load, source = load_kube_config, cluster.kubeconfig
     context = f" (context {cluster.context})" if cluster.context else ""
     try:
