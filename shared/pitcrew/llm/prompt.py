@@ -615,7 +615,8 @@ def _error_starts(lines: Sequence[str]) -> list[int]:
 def _error_block(lines: Sequence[str], start: int) -> list[int]:
     """An error line, the line before it, and the stack trace that follows it (indented
     lines, ``at ...``, ``Caused by``), ending with a Python traceback's exception line."""
-    block = [start - 1, start] if start > 0 else [start]
+    # The line before says what was going on, unless it is an error of its own.
+    block = [start - 1, start] if start > 0 and not is_error_line(lines[start - 1]) else [start]
     python = "traceback" in lines[start].lower()
     index = start + 1
     while index < len(lines) and len(block) < MAX_TRACE_LINES:

@@ -32,7 +32,7 @@ _CREDENTIAL_NAMES = (
     r"pass(?:word|wd|phrase)?|pwd|secret(?:[_-]?(?:access)?[_-]?key)?|client[_-]?secret|"
     r"api[_-]?key|apikey|access[_-]?key(?:[_-]?id)?|access[_-]?token|refresh[_-]?token|"
     r"auth[_-]?token|token|private[_-]?key|credentials?|session[_-]?token|"
-    r"aws[_-]?secret[_-]?access[_-]?key"
+    r"aws[_-]?secret[_-]?access[_-]?key|requirepass|masterauth"
 )
 _SECRET_PAIR = re.compile(
     r"(?i)(?P<lead>(?<![A-Za-z0-9])(?:[\w.-]*[_.-]|[A-Za-z0-9]*(?-i:[a-z0-9])(?=(?-i:[A-Z])))?"
