@@ -181,17 +181,20 @@ _SECRET_FIELD_WORDS = ("password", "secret", "token", "key")
 
 
 def secret_fields(text: str) -> list[str]:
-    """The values of a JSON object secret's credential fields (``password``, ``*token*``,
-    ``*secret*``, ``*key*``): each is redacted on its own too. Host, user and database names
-    are not secrets, and redacting them ("postgres") would blank ordinary words."""
+    """The values of a JSON object secret's credential fields (see ``credential_values``)."""
     if not text.startswith("{"):
         return []
     try:
         document = json.loads(text)
     except ValueError:
         return []
-    if not isinstance(document, dict):
-        return []
+    return credential_values(document) if isinstance(document, dict) else []
+
+
+def credential_values(document: Mapping[str, Any]) -> list[str]:
+    """The values of a document's credential fields (``password``, ``*token*``,
+    ``*secret*``, ``*key*``): each is redacted on its own too. Host, user and database names
+    are not secrets, and redacting them ("postgres") would blank ordinary words."""
     return [
         value
         for name, value in document.items()

@@ -38,6 +38,7 @@ from pitcrew.errors import (
 )
 from pitcrew.events import DomainEvent, EventName, event
 from pitcrew.observability import register_secret
+from pitcrew.rotation.store import credential_values
 
 log = logging.getLogger("pitcrew.rotation")
 
@@ -103,9 +104,8 @@ class VaultKV:
                 path=path, mount_point=self.mount, raise_on_deleted_version=True
             )["data"]
         data = dict(answer.get("data") or {})
-        for value in data.values():
-            if isinstance(value, str):
-                register_secret(value)
+        for value in credential_values(data):
+            register_secret(value)
         return data, int(answer["metadata"]["version"])
 
     def write(self, path: str, data: Mapping[str, Any], cas: int) -> int:
@@ -257,6 +257,8 @@ class VaultRotation:
             due = (metadata.created + timedelta(days=entry.every_days)).date().isoformat()
             return VaultResult(entry.path, "skipped", metadata.current_version, f"due {due}")
         data, version = kv.read(entry.path)
+        if isinstance(data.get(entry.key), str):
+            register_secret(data[entry.key])
         notes = []
         max_versions = None
         # 0 means the mount's default (10 unless changed); 1 would drop the old value at once.

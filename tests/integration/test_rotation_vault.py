@@ -1,0 +1,205 @@
+"""Vault KV v2 rotation with the real hvac client against a fake Vault on loopback
+(``tests/support/fakevault.py``): check-and-set writes, a concurrent writer detected and
+left alone, metadata, max_versions, and both ways of logging in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pitcrew.config import VaultConfig, parse_config_text
+from pitcrew.errors import UnauthorizedError
+from pitcrew.events import DomainEvent
+from pitcrew.rotation.vault import VaultRotation, vault_client
+from tests.support.fakevault import FakeVault
+from tests.support.secret_logs import no_secret_in_logs, remember  # noqa: F401 - autouse
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2024, 11, 19, 3, 0, tzinfo=UTC)
+OLD = NOW - timedelta(days=40)
+CREDENTIALS = SimpleNamespace(
+    access_key="AKIAPITCREWTEST0001",
+    secret_key="pitcrew-test-aws-secret-key-0001",
+    token="pitcrew-test-aws-session-token-0001",
+)
+
+
+@pytest.fixture
+def vault() -> Iterator[FakeVault]:
+    fake = FakeVault(clock=lambda: NOW).start()
+    fake.roles.add("pitcrew")
+    remember(CREDENTIALS.secret_key, CREDENTIALS.token, fake.root_token)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def config(vault: FakeVault, auth: str, rotate: str) -> VaultConfig:
+    parsed = parse_config_text(
+        f"vault: {{url: '{vault.url}', auth: {auth}, kv_mount: secret, rotate: {rotate}}}"
+    )
+    assert parsed.vault is not None
+    return parsed.vault
+
+
+def rotation(
+    vault: FakeVault, rotate: str, published: list[DomainEvent], *, auth: str | None = None
+) -> VaultRotation:
+    settings = config(vault, auth or f"{{method: token, token: '{vault.root_token}'}}", rotate)
+    client = vault_client(settings, credentials=lambda: CREDENTIALS)
+    return VaultRotation(
+        settings, client=client, clock=lambda: NOW, publish=lambda *e: published.extend(e)
+    )
+
+
+def test_a_due_secret_gets_a_new_value_written_with_check_and_set(vault: FakeVault) -> None:
+    vault.put(
+        "apps/payments/api-key", {"api_key": "old-api-key-value", "owner": "payments"}, created=OLD
+    )
+    remember("old-api-key-value")
+    published: list[DomainEvent] = []
+
+    [result] = rotation(
+        vault, "[{path: apps/payments/api-key, key: api_key, length: 40}]", published
+    ).run()
+
+    assert (result.status, result.version) == ("rotated", 2)
+    latest = vault.latest("apps/payments/api-key")
+    assert latest["owner"] == "payments"
+    assert len(latest["api_key"]) == 40
+    assert latest["api_key"] != "old-api-key-value"
+    # The previous value stays readable for consumers that lag.
+    assert vault.version("apps/payments/api-key", 1) == {
+        "api_key": "old-api-key-value",
+        "owner": "payments",
+    }
+    [write] = [r for r in vault.service.received("POST", "/v1/secret/data/") if r.json()]
+    assert write.json()["options"] == {"cas": 1}
+    metadata = vault.keys["apps/payments/api-key"].custom_metadata
+    assert metadata["pitcrew-rotated-at"] == "2024-11-19T03:00:00Z"
+    assert metadata["pitcrew-rotated-by"] == "pitcrew rotate_vault"
+    assert metadata["pitcrew-rotated-version"] == "2"
+    [rotated] = published
+    assert rotated.name == "SecretRotated"
+    assert rotated.detail["secret"] == "apps/payments/api-key"
+    assert latest["api_key"] not in json.dumps(rotated.detail)
+
+
+def test_a_secret_not_yet_due_is_left_alone(vault: FakeVault) -> None:
+    vault.put("apps/fresh", {"value": "fresh-value-1234"}, created=NOW - timedelta(days=3))
+    published: list[DomainEvent] = []
+
+    [result] = rotation(vault, "[{path: apps/fresh, every_days: 30}]", published).run()
+
+    assert result.status == "skipped"
+    assert "due 2024-12-16" in result.reason
+    assert vault.latest("apps/fresh") == {"value": "fresh-value-1234"}
+    assert vault.service.received("POST", "/v1/secret/data/") == []
+    assert published == []
+
+
+def test_a_concurrent_write_between_read_and_write_is_detected_not_overwritten(
+    vault: FakeVault,
+) -> None:
+    vault.put("apps/raced", {"value": "first-value-1234"}, created=OLD)
+    # Another writer lands its value right after pitcrew has read version 1.
+    vault.after_read("apps/raced", lambda: vault.put("apps/raced", {"value": "theirs-value-5678"}))
+    remember("first-value-1234", "theirs-value-5678")
+    published: list[DomainEvent] = []
+
+    [result] = rotation(vault, "[{path: apps/raced}]", published).run()
+
+    assert result.status == "conflict"
+    assert "check-and-set parameter did not match the current version" in result.reason
+    assert vault.latest("apps/raced") == {"value": "theirs-value-5678"}
+    assert vault.keys["apps/raced"].current == 2
+    # One attempt, not retried blindly on top of the other writer's value.
+    assert len(vault.service.received("POST", "/v1/secret/data/apps/raced")) == 1
+    [failed] = published
+    assert failed.name == "SecretRotationFailed"
+    assert failed.detail["step"] == "write"
+    assert failed.detail["store"] == "vault"
+
+
+def test_one_entry_failing_does_not_stop_the_others(vault: FakeVault) -> None:
+    vault.put("apps/ok", {"value": "ok-value-12345"}, created=OLD)
+    published: list[DomainEvent] = []
+
+    results = rotation(vault, "[{path: apps/missing}, {path: apps/ok}]", published).run()
+
+    assert [(r.path, r.status) for r in results] == [
+        ("apps/missing", "failed"),
+        ("apps/ok", "rotated"),
+    ]
+    assert [e.name for e in published] == ["SecretRotationFailed", "SecretRotated"]
+
+
+def test_a_key_keeping_one_version_is_raised_to_two_so_the_old_value_survives(
+    vault: FakeVault,
+) -> None:
+    vault.put("apps/single", {"value": "only-value-1234"}, created=OLD)
+    vault.keys["apps/single"].max_versions = 1
+    vault.keys["apps/single"].custom_metadata = {"team": "payments"}
+    vault.keys["apps/single"].delete_version_after = "768h0m0s"
+
+    [result] = rotation(vault, "[{path: apps/single}]", []).run()
+
+    assert result.status == "rotated"
+    assert "max_versions raised from 1 to 2" in result.reason
+    key = vault.keys["apps/single"]
+    assert key.max_versions == 2
+    assert vault.version("apps/single", 1) == {"value": "only-value-1234"}
+    assert key.custom_metadata["team"] == "payments"
+    assert key.delete_version_after == "768h0m0s"
+
+
+def test_cas_required_keys_are_written_with_cas(vault: FakeVault) -> None:
+    vault.mount_cas_required = True
+    vault.put("apps/strict", {"value": "strict-value-1234"}, created=OLD)
+
+    [result] = rotation(vault, "[{path: apps/strict}]", []).run()
+
+    assert result.status == "rotated"
+
+
+def test_aws_iam_login_signs_get_caller_identity_with_the_function_credentials(
+    vault: FakeVault,
+) -> None:
+    vault.put("apps/iam", {"value": "iam-value-123456"}, created=OLD)
+
+    [result] = rotation(
+        vault, "[{path: apps/iam}]", [], auth="{method: aws_iam, role: pitcrew}"
+    ).run()
+
+    assert result.status == "rotated"
+    assert vault.logins == [{"role": "pitcrew", "access_key": CREDENTIALS.access_key}]
+
+
+def test_an_unknown_iam_role_is_refused_at_login(vault: FakeVault) -> None:
+    settings = config(vault, "{method: aws_iam, role: stranger}", "[{path: apps/x}]")
+
+    with pytest.raises(Exception, match="entry for role stranger not found") as caught:
+        vault_client(settings, credentials=lambda: CREDENTIALS)
+    assert not isinstance(caught.value, UnauthorizedError) or "stranger" in str(caught.value)
+
+
+def test_a_wrong_token_is_unauthorized(vault: FakeVault) -> None:
+    settings = config(vault, "{method: token, token: hvs.not-a-real-token}", "[{path: apps/x}]")
+    client = vault_client(settings)
+    rotation_ = VaultRotation(settings, client=client, clock=lambda: NOW, publish=lambda *e: None)
+
+    [result] = rotation_.run()
+
+    assert result.status == "failed"
+    assert "permission denied" in result.reason
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)
