@@ -62,6 +62,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/coldstart.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/prompt.py
 	@if [ -d .aws-sam/build ]; then $(BIN)/python bench/size.py; \
 	 else echo "bench/size.py skipped: run 'make build' first"; fi
 

@@ -153,6 +153,28 @@ def test_design_example_loads_into_typed_sections(monkeypatch: pytest.MonkeyPatc
     assert config.notifications[1].events == ("PromotionAwaitingApproval",)
 
 
+def test_llm_call_bounds_have_defaults_and_can_be_set() -> None:
+    defaults = parse_config_text("llm: {}").llm
+    assert defaults is not None
+    assert (
+        defaults.max_completion_tokens,
+        defaults.retries,
+        defaults.cache_ttl_s,
+        defaults.region,
+    ) == (1024, 2, 86400, None)
+    config = parse_config_text(
+        "llm: {provider: bedrock, model: m, region: eu-central-1, retries: 0, cache_ttl_s: 0,"
+        " max_completion_tokens: 512}"
+    ).llm
+    assert config is not None
+    assert (config.region, config.retries, config.cache_ttl_s, config.max_completion_tokens) == (
+        "eu-central-1",
+        0,
+        0,
+        512,
+    )
+
+
 def test_a_present_section_gets_its_defaults() -> None:
     config = parse_config_text(
         """
@@ -300,6 +322,10 @@ def test_every_problem_is_reported_together() -> None:
         ("llm: {provider: openai}", "llm: missing required key 'model'"),
         ("llm: {timeout_s: 0}", "llm.timeout_s: expected a number > 0, got 0"),
         ("llm: {base_url: ftp://models}", "llm.base_url: expected an http(s) URL, got 'ftp://"),
+        ("llm: {retries: 11}", "llm.retries: expected at most 10, got 11"),
+        ("llm: {retries: -1}", "llm.retries: expected an integer >= 0, got -1"),
+        ("llm: {cache_ttl_s: -5}", "llm.cache_ttl_s: expected an integer >= 0, got -5"),
+        ("llm: {max_completion_tokens: 0}", "llm.max_completion_tokens: expected an integer >= 1"),
         ("prometheus: {url: prometheus:9090}", "prometheus.url: expected an http(s) URL"),
         ("github: {}", "github: missing token or app"),
         (
