@@ -407,7 +407,7 @@ class _Checker:
         handlers = [key for key in _PROBE_HANDLERS if merged.get(key) is not None]
         if len(handlers) > 1:
             problems.append((where, f"a probe has one handler, this would have {handlers}"))
-        budget = _probe_budget(merged)
+        budget = probe_budget(merged)
         if budget > MAX_PROBE_BUDGET_SECONDS:
             problems.append(
                 (
@@ -460,7 +460,7 @@ def _current(resources: Mapping[str, Any], section: str, resource: str) -> Decim
         return None
 
 
-def _probe_budget(probe: Mapping[str, Any]) -> int:
+def probe_budget(probe: Mapping[str, Any]) -> int:
     """Seconds a probe allows before it gives up (defaults as the API server sets them)."""
 
     def number(key: str, default: int) -> int:

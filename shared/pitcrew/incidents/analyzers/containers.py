@@ -22,7 +22,7 @@ from pitcrew.incidents.analyzers.scene import (
     text,
 )
 from pitcrew.incidents.model import Category
-from pitcrew.incidents.patches import pod_spec
+from pitcrew.incidents.patches import find_container, pod_spec
 from pitcrew.incidents.quantity import QuantityError, format_memory, parse_quantity
 
 EXIT_CODES = {
@@ -82,8 +82,6 @@ def oom_killed(scene: Scene) -> list[Finding]:
 
 
 def _limit(scene: Scene, pod: Mapping[str, Any], container: str) -> Decimal | None:
-    from pitcrew.incidents.patches import find_container
-
     spec = find_container(scene.workload, container) or scene.pod_container(pod, container)
     try:
         value = dig(spec, "resources", "limits", "memory")

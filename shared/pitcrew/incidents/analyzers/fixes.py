@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from pitcrew.incidents.patches import find_container, pod_spec, workload_patch
+from pitcrew.incidents.patches import find_container, pod_spec, probe_budget, workload_patch
 from pitcrew.incidents.quantity import (
     MI,
     QuantityError,
@@ -102,7 +102,7 @@ def _startup_from_liveness(liveness: Mapping[str, Any], container: str) -> Fix:
     if not handler:
         return None, "the liveness probe has no check a startup probe could reuse"
     period = _int(liveness.get("periodSeconds"), 10)
-    allowed = _budget(liveness)
+    allowed = probe_budget(liveness)
     budget = min(max(3 * allowed, STARTUP_BUDGET_SECONDS[0]), STARTUP_BUDGET_SECONDS[1])
     threshold = min(math.ceil(budget / period), 60)
     probe = {
@@ -119,7 +119,7 @@ def _startup_from_liveness(liveness: Mapping[str, Any], container: str) -> Fix:
 
 def _longer_startup(startup: Mapping[str, Any], container: str) -> Fix:
     period = _int(startup.get("periodSeconds"), 10)
-    allowed = _budget(startup)
+    allowed = probe_budget(startup)
     if allowed >= STARTUP_PROBE_LIMIT_SECONDS:
         return None, f"the startup probe already allows {allowed}s: not a timing problem"
     delay = _int(startup.get("initialDelaySeconds"), 0)
@@ -131,16 +131,6 @@ def _longer_startup(startup: Mapping[str, Any], container: str) -> Fix:
         f"let the startup probe of container {container} allow "
         f"{delay + threshold * period}s instead of {allowed}s (failureThreshold {threshold})"
     )
-
-
-def probe_budget(probe: Mapping[str, Any]) -> int:
-    return _budget(probe)
-
-
-def _budget(probe: Mapping[str, Any]) -> int:
-    return _int(probe.get("initialDelaySeconds"), 0) + _int(
-        probe.get("failureThreshold"), 3
-    ) * _int(probe.get("periodSeconds"), 10)
 
 
 def _int(value: Any, default: int) -> int:

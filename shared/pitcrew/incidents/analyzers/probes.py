@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pitcrew.incidents.analyzers.fixes import lengthen_startup, probe_budget
+from pitcrew.incidents.analyzers.fixes import lengthen_startup
 from pitcrew.incidents.analyzers.logs import error_lines, last_line
 from pitcrew.incidents.analyzers.scene import (
     Finding,
@@ -21,7 +21,7 @@ from pitcrew.incidents.analyzers.scene import (
     text,
 )
 from pitcrew.incidents.model import Category
-from pitcrew.incidents.patches import find_container
+from pitcrew.incidents.patches import find_container, probe_budget
 
 _FAILED = re.compile(r"^(Liveness|Readiness|Startup) probe failed: ?(.*)", re.DOTALL)
 _KILLED = re.compile(r"Container (\S+) failed (liveness|startup) probe, will be restarted")
