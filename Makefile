@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/coldstart.py
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/prompt.py
+	$(BIN)/python bench/storm.py
 	@if [ -d .aws-sam/build ]; then $(BIN)/python bench/size.py; \
 	 else echo "bench/size.py skipped: run 'make build' first"; fi
 
