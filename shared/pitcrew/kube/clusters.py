@@ -118,10 +118,22 @@ def eks_endpoint(cluster_name: str, region: str, *, eks: Any | None = None) -> t
         raise ConfigError(
             [f"EKS cluster {cluster_name} in {region} has no endpoint yet (status {status})"]
         )
-    found = (endpoint, base64.b64decode(ca_data).decode("ascii"))
+    try:
+        ca_pem = base64.b64decode(ca_data, validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [f"EKS cluster {cluster_name}: certificateAuthority.data is not a base64 PEM"]
+        ) from exc
+    found = (endpoint, ca_pem)
     with _endpoints_lock:
         _endpoints[key] = found
     return found
+
+
+def reset_eks_cache() -> None:
+    """Forget described EKS endpoints (tests; a cluster re-created under the same name)."""
+    with _endpoints_lock:
+        _endpoints.clear()
 
 
 def eks_configuration(
