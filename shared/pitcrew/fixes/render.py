@@ -101,8 +101,14 @@ def _evidence(diagnosis: Mapping[str, Any]) -> str:
 
 
 def _links(incident: Mapping[str, Any]) -> str:
+    """The alert's name and every link the incident keeps (generator and runbook URLs),
+    except pitcrew's own pull requests and issues."""
+    subject = incident.get("subject") or {}
+    lines = [f"- alert `{subject['alertname']}`"] if subject.get("alertname") else []
+    pull = (incident.get("pull_request") or {}).get("url")
     links: Sequence[str] = incident.get("links") or []
-    return "\n".join(f"- {link}" for link in links) or "- (the alerts carried no links)"
+    lines += [f"- {link}" for link in links if link != pull]
+    return "\n".join(lines) or "- (the alerts carried no links)"
 
 
 def _diff_block(diff: str, room: int) -> str:

@@ -192,11 +192,12 @@ class GitHub:
 
     def branch_head(self, repo: str, branch: str) -> str:
         """The commit sha at the tip of ``branch``."""
-        ref = self.call(
+        # PyGithub objects are lazy: read what is needed inside the call, so that the request
+        # happens under its retries and error mapping.
+        return self.call(
             f"read branch {branch} of {repo}",
-            lambda: self.repo(repo).get_git_ref(f"heads/{branch}"),
+            lambda: str(self.repo(repo).get_git_ref(f"heads/{branch}").object.sha),
         )
-        return str(ref.object.sha)
 
     def list_files(self, repo: str, commit_sha: str) -> tuple[str, ...]:
         """Every file path in the tree of a commit (cached per commit)."""
