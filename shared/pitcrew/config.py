@@ -471,15 +471,46 @@ class CostsConfig:
 
 
 @dataclass(frozen=True)
+class EnvironmentCheck:
+    """A verification of a promoted version: ``http`` (``url`` answers ``expect_status``,
+    its body containing ``contains`` when given) or ``prometheus`` (the first value of
+    ``query`` at most ``max`` and at least ``min``). ``${app}``, ``${version}``,
+    ``${environment}`` and ``${namespace}`` in ``url`` and ``query`` are filled in."""
+
+    type: Literal["http", "prometheus"]
+    name: str | None = None
+    url: str | None = None
+    expect_status: int = 200
+    contains: str | None = None
+    query: str | None = None
+    max: float | None = None
+    min: float | None = None
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
-    """One promotion stage. ``auto_promote`` moves on without a human; ``approval: required``
-    makes promotion into this environment wait for one."""
+    """One promotion stage. ``auto_promote``: pitcrew merges the version bump itself (else it
+    waits for a human to merge it); ``approval: required`` makes promotion into this
+    environment wait for one. ``timeout_minutes`` bounds waiting for health, polled every
+    ``poll_seconds``; ``checks`` verify the version once healthy. ``images`` maps an app to
+    its image name in the manifests (default: an image whose last path segment is the app).
+    ``cluster``/``namespace`` say where the app's incidents are. ``degraded_after``
+    consecutive failed health checks publish ``EnvironmentDegraded``."""
 
     name: str
     path: str
     health_url: Value
     auto_promote: bool = False
     approval: Literal["required", "none"] = "none"
+    timeout_minutes: float = 10.0
+    poll_seconds: int = 15
+    approval_timeout_minutes: float = 1440.0
+    merge_timeout_minutes: float = 1440.0
+    checks: tuple[EnvironmentCheck, ...] = ()
+    images: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    cluster: str | None = None
+    namespace: str | None = None
+    degraded_after: int = 3
 
 
 @dataclass(frozen=True)
@@ -1010,6 +1041,50 @@ _CLUSTER = _section(
     rule=_cluster_rule,
 )
 
+def _check_rule(values: dict[str, Any], path: str, ctx: _Context) -> None:
+    kind = values.get("type")
+    own = {"http": ("url", "expect_status", "contains"), "prometheus": ("query", "max", "min")}
+    if kind not in own:
+        return  # missing or invalid: already reported
+    for key in (*own["http"], *own["prometheus"]):
+        if key in values and key not in own[kind]:
+            ctx.problem(path, f"{key} is not used by type {kind}")
+    if kind == "http" and "url" not in values:
+        ctx.problem(path, "missing required key 'url' (type http needs one)")
+    if kind == "prometheus":
+        if "query" not in values:
+            ctx.problem(path, "missing required key 'query' (type prometheus needs one)")
+        if "max" not in values and "min" not in values:
+            ctx.problem(path, "missing max or min (a prometheus check needs a threshold)")
+
+
+def _check_url(raw: Any, path: str, ctx: _Context) -> str:
+    text = _string(raw, path, ctx)
+    problem = _http_url_problem(text.replace("${", "").replace("}", ""))
+    if problem:
+        raise _Invalid(f"{problem}, got {text!r}")
+    return text
+
+
+def _any_number(raw: Any, path: str, ctx: _Context) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise _Invalid(f"expected a number, got {_describe(raw)}")
+    return float(raw)
+
+
+_ENVIRONMENT_CHECK = _section(
+    EnvironmentCheck,
+    _Field("type", _choice("http", "prometheus"), required=True),
+    _Field("name", _string),
+    _Field("url", _check_url),
+    _Field("expect_status", _integer_between(100, 599)),
+    _Field("contains", _string),
+    _Field("query", _string),
+    _Field("max", _any_number),
+    _Field("min", _any_number),
+    rule=_check_rule,
+)
+
 _ENVIRONMENT = _section(
     EnvironmentConfig,
     _Field("name", _string, required=True),
@@ -1017,6 +1092,15 @@ _ENVIRONMENT = _section(
     _Field("health_url", _value(url=True), required=True),
     _Field("auto_promote", _boolean),
     _Field("approval", _choice("required", "none")),
+    _Field("timeout_minutes", _number(0, inclusive=False)),
+    _Field("poll_seconds", _integer_between(0, 3600)),
+    _Field("approval_timeout_minutes", _number(0, inclusive=False)),
+    _Field("merge_timeout_minutes", _number(0, inclusive=False)),
+    _Field("checks", _list_of(_ENVIRONMENT_CHECK)),
+    _Field("images", _mapping_of(_string)),
+    _Field("cluster", _string),
+    _Field("namespace", _string),
+    _Field("degraded_after", _integer(minimum=1)),
 )
 
 _NOTIFICATION = _section(
