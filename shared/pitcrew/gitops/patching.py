@@ -25,6 +25,7 @@ import yaml
 from pitcrew.errors import BadRequestError
 
 _DOCUMENT_START = re.compile(r"^---(?:[ \t].*)?$")
+_DOCUMENT_END = re.compile(r"^\.\.\.[ \t]*(?:#.*)?\r?\n?(?:\s*(?:#.*)?\r?\n?)*\Z", re.MULTILINE)
 # Lists that strategic merge combines item by item, and the key that identifies an item.
 MERGE_KEYS: Mapping[str, str] = {
     "containers": "name",
@@ -192,10 +193,14 @@ def _plain(value: Any) -> Any:
 
 def _scalar_like(current: Any, value: Any) -> Any:
     """``value`` in the quoting style of the scalar it replaces."""
-    from ruamel.yaml.scalarstring import ScalarString
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString
 
     if isinstance(current, ScalarString) and isinstance(value, str):
         return type(current)(value)
+    if isinstance(value, str) and not isinstance(yaml.safe_load(value or '""'), str):
+        # A string that would read as a number or a boolean ("1", "true") needs quotes:
+        # the double quotes Kubernetes manifests use, not ruamel's single ones.
+        return DoubleQuotedScalarString(value)
     return value
 
 
@@ -254,6 +259,11 @@ def patch_document(chunk: str, patch: Mapping[str, Any]) -> str:
         head, body = lines[0], "".join(lines[1:])
     else:
         body = chunk
+    # A document end marker ("...") is kept as it was, outside the round trip.
+    end = ""
+    match = _DOCUMENT_END.search(body)
+    if match is not None:
+        body, end = body[: match.start()], body[match.start() :]
     handler = _round_trip(body)
     data = handler.load(body)
     if not isinstance(data, Mapping):
@@ -265,7 +275,7 @@ def patch_document(chunk: str, patch: Mapping[str, Any]) -> str:
     # The dump ends with exactly one newline; keep the blank lines the chunk ended with.
     trailing = body[len(body.rstrip("\r\n")) :]
     text = text.rstrip("\n") + (trailing or "")
-    return head + text
+    return head + text + end
 
 
 def apply_patch(text: str, index: int, patch: Mapping[str, Any]) -> str:
