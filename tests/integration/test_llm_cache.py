@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -157,6 +158,19 @@ def test_a_failing_cache_never_fails_the_diagnosis(stack: Stack, fake: FakeLLM) 
 
     assert diagnosis.source == "llm"
     assert fake.calls == 1
+
+
+def test_by_default_answers_are_cached_on_the_incidents_table(stack: Stack, fake: FakeLLM) -> None:
+    subject, context, rules = crashloop_incident()
+    config = llm(fake)
+
+    for _ in range(3):
+        investigate(subject, context, rules, config, signature=SIGNATURE)
+    assert fake.calls == 1
+
+    never = replace(config, cache_ttl_s=0)
+    investigate(subject, context, rules, never, signature=SIGNATURE)
+    assert fake.calls == 2
 
 
 def test_rules_fallbacks_are_not_cached(stack: Stack, fake: FakeLLM) -> None:

@@ -143,8 +143,6 @@ class FakeLLM:
 
     # -- the endpoint -----------------------------------------------------------------------
     def _chat_completions(self, request: Request) -> Reply:
-        if self.delay_s:
-            time.sleep(self.delay_s)
         if self.api_key is not None and request.header("Authorization") != f"Bearer {self.api_key}":
             return Reply(
                 401,
@@ -183,6 +181,10 @@ class FakeLLM:
             )
         with self._lock:
             scripted = self._script.popleft() if self._script else None
+        # Slow down after taking this request's reply: a request that times out must not take
+        # the reply scripted for the next one.
+        if self.delay_s:
+            time.sleep(self.delay_s)
         if isinstance(scripted, Reply):
             return scripted
         reply = scripted or Answer(self.responder(body))

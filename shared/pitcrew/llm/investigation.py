@@ -10,6 +10,7 @@ and otherwise returns the analyzers' answer marked ``source: rules`` with a line
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -75,11 +76,15 @@ def investigate(
     ``rules`` marked ``source: rules`` with an evidence line saying why the LLM's was not used.
     ``provider: none`` returns ``rules`` unchanged. Never raises for an LLM or cache failure.
 
-    ``cache`` (an ``LlmCache``) makes a storm cost one call; ``provider`` (default: built from
-    ``llm``), ``sleep``, ``jitter`` and ``metrics`` (a powertools ``Metrics``; default: the
-    shared ``pitcrew`` namespace) are injectable."""
+    ``cache`` makes a storm cost one call; by default an ``LlmCache`` on the incidents table
+    (``INCIDENTS_TABLE``) keeping answers ``llm.cache_ttl_s``, none when that is 0 or the table
+    is not configured. ``provider`` (default: built from ``llm``), ``sleep``, ``jitter`` and
+    ``metrics`` (a powertools ``Metrics``; default: the shared ``pitcrew`` namespace) are
+    injectable."""
     if llm.provider == "none":
         return rules
+    if cache is None:
+        cache = default_cache(llm)
     record = _Recorder(metrics)
     key = cache_key(signature, context_hash(subject, context), llm.provider, llm.model or "")
     if cache is not None:
@@ -117,6 +122,14 @@ def investigate(
     if cache is not None:
         _cache_put(cache, key, diagnosis)
     return diagnosis
+
+
+def default_cache(llm: LlmConfig) -> LlmCache | None:
+    """The answer cache ``llm`` asks for: on the incidents table, unless ``cache_ttl_s`` is 0
+    or no table is configured (a process outside the stack)."""
+    if llm.cache_ttl_s <= 0 or not os.environ.get("INCIDENTS_TABLE"):
+        return None
+    return LlmCache(ttl_s=llm.cache_ttl_s)
 
 
 class _Session:
