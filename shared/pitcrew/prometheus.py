@@ -189,9 +189,12 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+_REGEX_SPECIAL = re.compile(r"[\\.+*?()|\[\]{}^$]")
+
+
 def _pod_regex(names: Sequence[str]) -> str:
     """A PromQL string literal's content matching exactly these pod names."""
-    return _quote("|".join(re.escape(name) for name in dict.fromkeys(names)))
+    return _quote("|".join(_REGEX_SPECIAL.sub(r"\\\g<0>", name) for name in dict.fromkeys(names)))
 
 
 def _spec_limits(pods: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], float]:

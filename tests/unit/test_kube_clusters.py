@@ -173,24 +173,13 @@ def test_eks_cluster_that_does_not_exist_is_not_found(aws: None) -> None:
         connect("prod", cluster)
 
 
-def test_connect_to_eks_through_the_shared_clients(aws: None) -> None:
-    eks = boto3.client("eks", region_name="eu-west-1")
-    eks.create_cluster(
-        name="prod-eu",
-        roleArn="arn:aws:iam::123456789012:role/eks",
-        resourcesVpcConfig={"subnetIds": ["subnet-0abc"]},
-    )
-    endpoint = eks.describe_cluster(name="prod-eu")["cluster"]["endpoint"]
-    # moto's certificate data is not base64 PEM; the real one is, so give it one.
-    eks.describe_cluster = lambda name: {  # type: ignore[method-assign]
-        "cluster": {
-            "endpoint": endpoint,
-            "certificateAuthority": {"data": base64.b64encode(CA_PEM.encode()).decode()},
-        }
-    }
-    configuration = eks_configuration("prod-eu", "eu-west-1", eks=eks)
-    assert configuration.host == endpoint
-    assert decode_token(configuration.api_key["BearerToken"]).startswith("https://sts.")
+def test_eks_token_through_the_shared_sts_client(aws: None) -> None:
+    url = urlsplit(decode_token(eks_token("prod-eu", "eu-west-1")))
+    query = parse_qs(url.query)
+    assert url.netloc == "sts.eu-west-1.amazonaws.com"
+    assert query["X-Amz-Credential"][0].endswith("/eu-west-1/sts/aws4_request")
+    assert len(query["X-Amz-Signature"][0]) == 64
+    assert query["X-Amz-SignedHeaders"] == [f"host;{EKS_ID_HEADER}"]
 
 
 # --- choosing and loading -------------------------------------------------------------------
