@@ -279,9 +279,10 @@ def test_a_rotation_interrupted_after_any_step_ends_consistent_when_run_again(
         plan.write_text("{}", encoding="utf-8")
     # What the interruption left behind: the new version exists (created, perhaps set in
     # the database), and only a crash after finishSecret made it current.
-    assert interrupted in runtime.client("secretsmanager").describe_secret(SecretId=arn)[
-        "VersionIdsToStages"
-    ]
+    assert (
+        interrupted
+        in runtime.client("secretsmanager").describe_secret(SecretId=arn)["VersionIdsToStages"]
+    )
 
     rotate(runtime, arn)
 
