@@ -518,3 +518,13 @@ def test_time_budget_stops_gathering_with_a_note(kube: FakeKube, config: Config)
     assert not context.reachable
     assert any("time budget is spent" in note for note in context.notes)
     assert kube.requests == []
+
+
+def test_an_alert_naming_no_object_reads_nothing_and_says_so(
+    kube: FakeKube, config: Config
+) -> None:
+    context = gather(Subject("default", "Watchdog", NS), config)
+    assert not context.reachable and kube.requests == []
+    assert context.notes == [
+        "the alert names no pod, workload, node or claim: nothing was read from cluster 'default'"
+    ]

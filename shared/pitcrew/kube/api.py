@@ -162,8 +162,8 @@ def readable(kind: str) -> bool:
 class KubeReader:
     """Gets and lists objects and reads pod logs, as JSON, on one ``ApiClient``.
 
-    ``answered`` turns true once the API server has answered any request with a 2xx: the
-    cluster is then reachable, whatever else fails.
+    ``asked`` counts the requests sent; ``answered`` turns true once the API server has
+    answered any of them with a 2xx: the cluster is then reachable, whatever else fails.
     """
 
     def __init__(
@@ -186,6 +186,7 @@ class KubeReader:
         self._read_timeout = read_timeout
         self._clock = clock
         self._deadline = clock() + budget_s
+        self.asked = 0
         self.answered = False
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -260,6 +261,7 @@ class KubeReader:
         if remaining < 0.5:
             raise BudgetSpentError(f"{what}: skipped, the time budget is spent")
         timeout = (min(self._connect_timeout, remaining), min(self._read_timeout, remaining))
+        self.asked += 1
         with kube_errors(what):
             response = method(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
             try:

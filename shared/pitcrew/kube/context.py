@@ -109,7 +109,12 @@ def _gather_from_cluster(
         reader = KubeReader(api_client, budget_s=budget_s)
         _Gathering(reader, subject, context).run()
         context.reachable = reader.answered
-        if not reader.answered:
+        if reader.asked == 0 and not context.notes:
+            context.notes.append(
+                f"the alert names no pod, workload, node or claim: nothing was read from "
+                f"cluster {name!r}"
+            )
+        elif not reader.answered:
             context.notes.append(
                 f"cluster {name!r} answered no request: diagnosed from the alert alone"
             )
