@@ -8,6 +8,7 @@ retried alone and, after the queue's ``maxReceiveCount``, kept in its dead-lette
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -30,7 +31,9 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def handle_record(record: SQSRecord) -> str:
-    return deliveries.handle_body(record.body)
+    outcome = deliveries.handle_body(record.body)
+    metrics.add_metric(name="GithubDeliveriesHandled", unit=MetricUnit.Count, value=1)
+    return outcome
 
 
 @logger.inject_lambda_context
