@@ -111,10 +111,17 @@ def _links(incident: Mapping[str, Any]) -> str:
     return "\n".join(lines) or "- (the alerts carried no links)"
 
 
+TRUNCATED = "… (diff truncated; see Files changed)\n"
+
+
 def _diff_block(diff: str, room: int) -> str:
+    """The diff as a fenced block of at most ``room`` characters."""
+    fence_open, fence_close = "```diff\n", "```"
+    room -= len(fence_open) + len(fence_close)
     if len(diff) > room:
-        diff = diff[: max(room, 0)].rsplit("\n", 1)[0] + "\n… (diff truncated; see Files changed)\n"
-    return f"```diff\n{diff}```"
+        cut = max(room - len(TRUNCATED), 0)
+        diff = diff[:cut].rsplit("\n", 1)[0] + "\n" + TRUNCATED
+    return f"{fence_open}{diff}{fence_close}"
 
 
 def _heading(incident: Mapping[str, Any]) -> str:
