@@ -13,7 +13,7 @@ from pitcrew.config import load_config
 from pitcrew.observability import instrument
 from pitcrew.rotation.protocol import SecretRotation
 
-instruments = instrument("rotate_secret", traced=("botocore", "httpx"))
+instruments = instrument("rotate_secret", traced=("botocore",))
 logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()
