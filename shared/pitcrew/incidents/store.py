@@ -21,6 +21,7 @@ own diagnosis); ``reopen`` is the explicit way back, for a fix that did not hold
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import secrets
 import time
@@ -165,6 +166,18 @@ class Incident:
             self.timeline = [self.timeline[0], *self.timeline[-(MAX_TIMELINE - 1) :]]
 
     def to_item(self) -> dict[str, Any]:
+        # The structured parts go in one JSON string (``detail``): read and written whole,
+        # never queried, and far cheaper to (de)serialize than nested DynamoDB maps.
+        detail = {
+            "workload": {"kind": self.workload.kind, "name": self.workload.name},
+            "subject": subject_to_dict(self.subject),
+            "diagnosis": self.diagnosis.as_dict() if self.diagnosis is not None else None,
+            "pull_request": self.pull_request,
+            "timeline": self.timeline,
+            "links": self.links,
+            "firing": self.firing,
+            "ended": self.ended,
+        }
         item: dict[str, Any] = {
             "pk": f"INCIDENT#{self.id}",
             "sk": "INCIDENT",
@@ -173,19 +186,12 @@ class Incident:
             "signature": self.signature,
             "cluster": self.cluster,
             "namespace": self.namespace,
-            "workload": {"kind": self.workload.kind, "name": self.workload.name},
-            "subject": subject_to_dict(self.subject),
             "status": self.status,
             "alerts": self.alerts,
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "resolved_at": self.resolved_at,
-            "diagnosis": self.diagnosis.as_dict() if self.diagnosis is not None else None,
-            "pull_request": self.pull_request,
-            "timeline": self.timeline,
-            "links": self.links,
-            "firing": self.firing,
-            "ended": self.ended,
+            "detail": json.dumps(detail, separators=(",", ":")),
             "version": self.version,
         }
         if self.status == "resolved" and self.resolved_at:
@@ -196,24 +202,26 @@ class Incident:
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Incident:
         namespace = item.get("namespace")
-        workload = item["workload"]
+        detail = json.loads(item["detail"])
+        workload = detail["workload"]
+        diagnosis = detail.get("diagnosis")
         return cls(
             id=item["id"],
             cluster=item["cluster"],
             namespace=namespace,
             workload=WorkloadRef(workload["kind"], workload["name"], namespace),
-            subject=subject_from_dict(item["subject"]),
+            subject=subject_from_dict(detail["subject"]),
             status=item["status"],
             alerts=int(item.get("alerts", 0)),
             first_seen=item.get("first_seen", ""),
             last_seen=item.get("last_seen", ""),
             resolved_at=item.get("resolved_at"),
-            diagnosis=Diagnosis.from_dict(item["diagnosis"]) if item.get("diagnosis") else None,
-            pull_request=item.get("pull_request"),
-            timeline=list(item.get("timeline") or []),
-            links=list(item.get("links") or []),
-            firing=dict(item.get("firing") or {}),
-            ended=dict(item.get("ended") or {}),
+            diagnosis=Diagnosis.from_dict(diagnosis) if diagnosis else None,
+            pull_request=detail.get("pull_request"),
+            timeline=list(detail.get("timeline") or []),
+            links=list(detail.get("links") or []),
+            firing=dict(detail.get("firing") or {}),
+            ended=dict(detail.get("ended") or {}),
             version=int(item.get("version", 0)),
         )
 
