@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ import pytest
 
 from pitcrew.local.runtime import LocalRuntime
 from pitcrew.rotation.store import keep_values_out_of_wire_logs
-from tests.support.local import local_runtime, template_with
+from tests.conftest import LOCAL_CONFIG
+from tests.support.fakevault import FakeVault
+from tests.support.local import local_runtime, template_with, wait_for
 from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.secret_logs import no_secret_in_logs, remember  # noqa: F401 - autouse
 
@@ -80,14 +83,33 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory, plan: Path) -> Iterator[LocalRuntime]:
+def vault() -> Iterator[FakeVault]:
+    fake = FakeVault().start()
+    remember(fake.root_token)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def runtime(
+    tmp_path_factory: pytest.TempPathFactory, plan: Path, vault: FakeVault
+) -> Iterator[LocalRuntime]:
+    config = tmp_path_factory.mktemp("config") / "pitcrew.yaml"
+    config.write_text(
+        LOCAL_CONFIG.read_text(encoding="utf-8")
+        + f"\nvault:\n  url: '{vault.url}'\n  auth: {{method: token, token: '{vault.root_token}'}}"
+        + "\n  rotate: [{path: apps/payments/api-key, every_days: 30}]\n",
+        encoding="utf-8",
+    )
     extra = tmp_path_factory.mktemp("crashing")
     (extra / "crashing").mkdir()
     (extra / "crashing" / "app.py").write_text(CRASHING_FUNCTION, encoding="utf-8")
     (extra / "crashing.yaml").write_text(CRASHING_TEMPLATE.format(plan=plan), encoding="utf-8")
     plan.write_text("{}", encoding="utf-8")
     template = template_with(tmp_path_factory.mktemp("stack"), str(extra / "crashing.yaml"))
-    with local_runtime(template, serve_api=False) as started:
+    with local_runtime(template, serve_api=False, config=config) as started:
         yield started
 
 
@@ -296,3 +318,25 @@ def test_a_rotation_interrupted_after_any_step_ends_consistent_when_run_again(
     assert not postgres.can_log_in(role, f"{role}-old-password")
     reader = runtime.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
     assert reader == current
+
+
+# --- Vault, on the daily schedule -----------------------------------------------------------
+
+
+def test_the_daily_schedule_rotates_the_vault_secrets_that_are_due(
+    runtime: LocalRuntime, vault: FakeVault
+) -> None:
+    old = datetime.now(UTC) - timedelta(days=40)
+    vault.put("apps/payments/api-key", {"value": "vault-old-api-key-1"}, created=old)
+    remember("vault-old-api-key-1")
+
+    runtime.fire("rotate_vault.Daily")
+
+    wait_for(lambda: vault.keys["apps/payments/api-key"].current == 2)
+    latest = vault.latest("apps/payments/api-key")["value"]
+    remember(latest)
+    assert latest != "vault-old-api-key-1"
+    metadata = wait_for(lambda: vault.keys["apps/payments/api-key"].custom_metadata)
+    assert metadata["pitcrew-rotated-version"] == "2"
+    assert metadata["pitcrew-rotated-by"].startswith("pitcrew ")
+    assert vault.version("apps/payments/api-key", 1) == {"value": "vault-old-api-key-1"}
