@@ -21,7 +21,7 @@ from pitcrew.fixes.flow import FixFlow
 from pitcrew.idempotency import once_per, persistence_layer
 from pitcrew.observability import instrument
 
-instruments = instrument("fix_pr", traced=("botocore", "requests"))
+instruments = instrument("fix_pr", traced=("botocore",))
 logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()

@@ -22,7 +22,7 @@ from pitcrew.config import load_config
 from pitcrew.fixes.deliveries import GithubDeliveries
 from pitcrew.observability import instrument
 
-instruments = instrument("github_events", traced=("botocore", "requests"))
+instruments = instrument("github_events", traced=("botocore",))
 logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from pitcrew.errors import InputError, PitcrewError, PublishError, TransientServiceError
 from pitcrew.events import EventName, event, publish
 from pitcrew.fixes import render
-from pitcrew.gitops import WorkloadId, find_manifest, render_change
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
@@ -152,6 +151,9 @@ class FixFlow:
     def _propose(
         self, incident: Mapping[str, Any], patch: Mapping[str, Any], gitops: GitopsConfig
     ) -> FixOutcome:
+        # Imported here: the handler module imports fast, and most events need no manifest.
+        from pitcrew.gitops import WorkloadId, find_manifest, render_change
+
         repo = gitops.repo
         if not gitops.safe_mode:
             commented = self._comment_on_open_fix(incident, repo)

@@ -12,7 +12,6 @@ written: the patch is already known to be about this document.
 
 from __future__ import annotations
 
-import difflib
 import io
 import itertools
 import re
@@ -289,6 +288,8 @@ def apply_patch(text: str, index: int, patch: Mapping[str, Any]) -> str:
 
 def unified_diff(path: str, old: str | None, new: str) -> str:
     """A ``git diff``-style unified diff of one file (``old`` None: a new file)."""
+    import difflib
+
     before = (old or "").splitlines(keepends=True)
     after = new.splitlines(keepends=True)
     lines = difflib.unified_diff(
