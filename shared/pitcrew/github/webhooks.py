@@ -5,7 +5,7 @@ the body is parsed.
 While the secret rotates (Secrets Manager's four steps, issue 7), GitHub may sign with either
 the old or the new value: when ``github.webhook_secret`` is a ``secret:`` reference, the
 ``AWSPENDING`` version is accepted too. Configuration values are cached per cold start, so on
-a mismatch the current value is also fetched again, at most once per ``refresh_every_s``.
+a mismatch both stages are fetched again, at most once per ``refresh_every_s``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pitcrew.errors import UnauthorizedError
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
-# Fetches one version stage of a secret (name, "AWSCURRENT" | "AWSPENDING"); None when that
-# stage does not exist.
-SecretFetcher = Callable[[str, str], str | None]
+# Looks up a secret's current value and, during a rotation, its pending one:
+# (secret name or ARN, JSON key or None) -> [AWSCURRENT, AWSPENDING?].
+SecretLookup = Callable[[str, str | None], list[str]]
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -50,91 +50,60 @@ def signature_matches(body: bytes, header: str | None, secrets: list[bytes]) -> 
     return matched
 
 
-def _fetch_from_secrets_manager(name: str, stage: str) -> str | None:
-    from pitcrew.aws import aws_errors, client
-    from pitcrew.errors import NotFoundError
+def _current_and_pending(name: str, key: str | None) -> list[str]:
+    from pitcrew.rotation.versions import current_and_pending
 
-    try:
-        with aws_errors("secretsmanager"):
-            response = client("secretsmanager").get_secret_value(SecretId=name, VersionStage=stage)
-    except NotFoundError:  # no version has that stage: no rotation under way
-        return None
-    text = response.get("SecretString")
-    return text if isinstance(text, str) else None
+    return current_and_pending(name, key=key)
 
 
 class WebhookSecrets:
-    """The values a webhook signature may be made with, for ``github.webhook_secret``."""
+    """The values a webhook signature may be made with, for ``github.webhook_secret``.
+
+    The value cached at cold start is tried first, at no cost. On a mismatch, when the
+    value is a ``secret:`` reference, Secrets Manager is asked for AWSCURRENT and
+    AWSPENDING (``pitcrew.rotation.versions``); that answer is reused for
+    ``refresh_every_s``, so a flood of forged signatures costs one lookup per interval.
+    """
 
     def __init__(
         self,
         value: Value,
         *,
-        fetch: SecretFetcher | None = None,
+        lookup: SecretLookup | None = None,
         clock: Callable[[], float] = time.monotonic,
-        refresh_every_s: float = 60.0,
+        refresh_every_s: float = 10.0,
     ) -> None:
         self.value = value
-        self._fetch = fetch or _fetch_from_secrets_manager
+        self._lookup = lookup or _current_and_pending
         self._clock = clock
         self._refresh_every_s = refresh_every_s
-        self._current: str | None = None
-        self._pending: str | None = None
-        self._pending_at: float | None = None
-        self._refreshed_at: float | None = None
+        self._fresh: list[str] = []
+        self._fetched_at: float | None = None
         self._lock = threading.Lock()
 
-    def _secret_name(self) -> tuple[str, str] | None:
+    def _secret_name(self) -> tuple[str, str | None] | None:
         reference = self.value.reference
         if reference is None or not reference.startswith("secret:"):
             return None
         name, _, json_key = reference.removeprefix("secret:").partition("#")
-        return name, json_key
-
-    def _stage(self, stage: str) -> str | None:
-        named = self._secret_name()
-        if named is None:
-            return None
-        name, json_key = named
-        text = self._fetch(name, stage)
-        if text is None:
-            return None
-        if json_key:
-            from pitcrew.config import _pick_json_key  # the same #key rule as every reference
-
-            text = _pick_json_key(text, json_key)
-        from pitcrew.observability import register_secret
-
-        register_secret(text)
-        return text
+        return name, json_key or None
 
     def current(self) -> str:
-        return self._current if self._current is not None else self.value.get()
+        """The newest known current value (the cold start's, until a lookup says more)."""
+        return self._fresh[0] if self._fresh else self.value.get()
 
-    def pending(self) -> str | None:
-        """The AWSPENDING value (looked up at most once per ``refresh_every_s``)."""
+    def rotation_values(self) -> list[str]:
+        """AWSCURRENT and AWSPENDING as Secrets Manager last said, looked up again when
+        that answer is older than ``refresh_every_s``."""
+        named = self._secret_name()
+        if named is None:
+            return []
         now = self._clock()
         with self._lock:
-            if self._pending_at is None or now - self._pending_at >= self._refresh_every_s:
-                self._pending = self._stage("AWSPENDING")
-                self._pending_at = now
-            return self._pending
-
-    def refresh(self) -> bool:
-        """Fetch the current value again, unless that was done less than
-        ``refresh_every_s`` ago; True when a new fetch happened."""
-        if self._secret_name() is None:
-            return False
-        now = self._clock()
-        with self._lock:
-            if self._refreshed_at is not None and now - self._refreshed_at < self._refresh_every_s:
-                return False
-            self._refreshed_at = now
-            fresh = self._stage("AWSCURRENT")
-            if fresh is not None:
-                self._current = fresh
-            self._pending_at = None  # look at the pending stage again too
-            return True
+            if self._fetched_at is None or now - self._fetched_at >= self._refresh_every_s:
+                self._fetched_at = now
+                self._fresh = self._lookup(*named)
+            return list(self._fresh)
 
     def verify(self, body: bytes, header: str | None) -> None:
         """Raise ``UnauthorizedError`` unless ``header`` signs ``body`` with the current
@@ -145,14 +114,7 @@ class WebhookSecrets:
             raise UnauthorizedError(f"malformed {SIGNATURE_HEADER} header (expected sha256=<hex>)")
         if signature_matches(body, header, [self.current().encode()]):
             return
-        if self._secret_name() is not None:
-            for attempt in range(2):
-                if attempt and not self.refresh():
-                    break
-                candidates = [self.current().encode()]
-                pending = self.pending()
-                if pending is not None:
-                    candidates.append(pending.encode())
-                if signature_matches(body, header, candidates):
-                    return
+        candidates = [value.encode() for value in self.rotation_values()]
+        if candidates and signature_matches(body, header, candidates):
+            return
         raise UnauthorizedError(f"{SIGNATURE_HEADER} does not match the body")
