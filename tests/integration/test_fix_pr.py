@@ -28,6 +28,7 @@ from pitcrew.incidents.alerts import Alert, parse_webhook, subject_of
 from pitcrew.incidents.model import Diagnosis
 from pitcrew.incidents.store import IncidentStore
 from pitcrew.local.provision import Stack
+from tests.conftest import harness_client
 from tests.support.events import load_event, load_raw
 from tests.support.fakegithub import FakeGitHub
 
@@ -406,3 +407,45 @@ def test_a_github_app_installation_token_is_minted_and_used(
         for r in github.service.requests
         if r.path.startswith("/repos/")
     )
+
+
+def test_the_handler_is_a_doorway_and_handles_each_event_id_once(stack: Stack) -> None:
+    # The local configuration has no github section: the handler says so, and does nothing.
+    import importlib.util
+    from pathlib import Path
+
+    from pitcrew.local.context import LambdaContext
+
+    path = Path(__file__).resolve().parents[2] / "functions" / "fix_pr" / "app.py"
+    spec = importlib.util.spec_from_file_location("fix_pr_app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    context = LambdaContext(
+        function_name="pitcrew-fix_pr",
+        function_version="$LATEST",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:pitcrew-fix_pr",
+        memory_limit_in_mb=512,
+        timeout_s=120,
+        log_group_name="/aws/lambda/pitcrew-fix_pr",
+        log_stream_name="2024/11/19/[$LATEST]0123456789abcdef",
+    )
+    diagnosed = load_event("eventbridge/IncidentDiagnosed.json")
+    resolved = load_event("eventbridge/IncidentResolved.json")
+
+    first = module.handler(diagnosed, context)
+    again = module.handler(diagnosed, context)
+
+    assert (
+        first
+        == again
+        == {
+            "action": "skipped",
+            "detail": "no github/gitops configuration",
+            "url": None,
+        }
+    )
+    assert module.handler(resolved, context)["action"] == "skipped"
+    table = stack.resolve({"Ref": "IdempotencyTable"})
+    records = harness_client("dynamodb").scan(TableName=table)["Items"]
+    assert len([r for r in records if r["status"]["S"] == "COMPLETED"]) == 2  # one per id
