@@ -12,6 +12,7 @@ from chalice import Chalice
 from pitcrew.api import alertmanager, health, incidents
 from pitcrew.api import costs as cost_routes
 from pitcrew.api import github as github_routes
+from pitcrew.api import promotions as promotion_routes
 from pitcrew.api.routes import ApiContext
 from pitcrew.config import Config
 from pitcrew.observability import Instruments
@@ -26,6 +27,7 @@ def create_app(config: Config, instruments: Instruments) -> Chalice:
     app.register_blueprint(incidents.blueprint(context))
     app.register_blueprint(cost_routes.blueprint(context))
     app.register_blueprint(github_routes.blueprint(context))
+    app.register_blueprint(promotion_routes.blueprint(context))
 
     @app.middleware("http")
     def correlate(event, get_response):  # type: ignore[no-untyped-def]
