@@ -186,6 +186,24 @@ def test_approve_answers_that_no_promotion_awaits_approval(world: World) -> None
     assert "01JD4B7R2Y9K3M5N8P0Q2S4T6V" in reply and "nothing awaits approval" in reply
 
 
+def test_reject_with_a_reason_decides_the_promotions_approval(world: World) -> None:
+    decisions: list[tuple[str, bool, str, str]] = []
+    world.deliveries._decide = lambda *decision: decisions.append(decision)
+    body = payload("issue_comment-created.json")["issue"]["body"]
+    number = world.pitcrew_issue(body)
+    world.gh.set_permission(REPO, "lena-sre", "admin")
+    data = comment_payload("/pitcrew reject error budget spent", number, "lena-sre", body)
+
+    outcome = world.deliveries.handle("d-8", "issue_comment", data)
+
+    assert outcome == "promotion rejected"
+    assert decisions == [
+        ("01JD4B7R2Y9K3M5N8P0Q2S4T6V", False, "@lena-sre on GitHub", "error budget spent")
+    ]
+    (reply,) = world.gh.comments(REPO, number)
+    assert "rejected promotion" in reply and "error budget spent" in reply
+
+
 def test_comments_that_are_not_commands_cost_no_github_call(world: World) -> None:
     data = comment_payload("LGTM, thanks /pitcrew", 1, "lena-sre", "<!-- pitcrew:incident=x -->")
     assert world.deliveries.handle("d-7", "issue_comment", data) == "not a command"

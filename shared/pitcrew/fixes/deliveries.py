@@ -7,8 +7,9 @@
 - ``issue_comment`` created with a ``/pitcrew`` command on a pitcrew pull request or issue:
   only users with write, maintain or admin permission on the repository (asked of GitHub)
   may command; others get a polite refusal. ``retry`` queues ``{"retry": {"incident_id"}}``
-  on the incident queue for the diagnose pipeline; ``approve``/``reject`` answer that no
-  promotion awaits approval (promotions are issue 8), parsed and ready for it.
+  on the incident queue for the diagnose pipeline; ``approve``/``reject [reason]`` on a
+  promotion's pull request decide its pending approval (``pitcrew.promotions.approvals``),
+  or answer why nothing awaits one.
 - ``release`` published and successful ``workflow_run`` completions: kept as promotion
   triggers (``pitcrew.fixes.triggers``).
 
@@ -24,7 +25,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pitcrew.errors import BadRequestError, ConfigError, NotFoundError
+from pitcrew.errors import BadRequestError, ConfigError, ConflictError, NotFoundError
 from pitcrew.events import EventName, event, publish
 from pitcrew.fixes import render
 from pitcrew.fixes.commands import WRITERS, Command, parse_command, usage
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from pitcrew.config import Config
     from pitcrew.github import GitHub
     from pitcrew.incidents.store import IncidentStore
+
+
+# Approves (True) or rejects a promotion: (promotion id, approve, by, reason).
+Decide = Callable[[str, bool, str, str], None]
 
 
 def _now() -> datetime:
@@ -76,6 +81,12 @@ def _command_in(
     return command, str(user.get("login") or ""), issue, repo
 
 
+def _decide(promotion_id: str, approve: bool, by: str, reason: str) -> None:
+    from pitcrew.promotions.approvals import decide
+
+    decide(promotion_id, approve, by, reason)
+
+
 def _is_pitcrew(item: Mapping[str, Any]) -> bool:
     labels = {
         str(label.get("name")) for label in item.get("labels") or [] if isinstance(label, Mapping)
@@ -96,9 +107,11 @@ class GithubDeliveries:
         sqs: Any | None = None,
         publish: Callable[..., None] = publish,
         clock: Callable[[], datetime] = _now,
+        decide: Decide = _decide,
         logger: Logger | None = None,
     ) -> None:
         self.config = config
+        self._decide = decide
         self._github = github
         self._store = store
         self._triggers = triggers
@@ -266,15 +279,31 @@ class GithubDeliveries:
     def _approval(
         self, repo: str, number: int, issue: Mapping[str, Any], login: str, command: Command
     ) -> str:
+        """Approve or reject the promotion whose pull request this is."""
         promotion = render.markers(issue.get("body")).get("promotion")
-        where = f"promotion `{promotion}`" if promotion else "this pull request or issue"
-        self.github.comment(
-            repo,
-            number,
-            f"@{login}, nothing awaits approval for {where}: pitcrew has no promotion waiting, "
-            f"so `/pitcrew {command.verb}` changed nothing.",
-        )
-        return f"{command.verb}: no promotion awaits approval"
+        if promotion is None:
+            self.github.comment(
+                repo,
+                number,
+                f"@{login}, nothing awaits approval here: this is not a promotion, so "
+                f"`/pitcrew {command.verb}` changed nothing.",
+            )
+            return f"{command.verb}: not a promotion"
+        approve = command.verb == "approve"
+        try:
+            self._decide(promotion, approve, f"@{login} on GitHub", command.argument)
+        except (ConflictError, NotFoundError) as exc:
+            self.github.comment(
+                repo,
+                number,
+                f"@{login}, nothing awaits approval for promotion `{promotion}`: {exc}. "
+                f"`/pitcrew {command.verb}` changed nothing.",
+            )
+            return f"{command.verb}: no promotion awaits approval"
+        decision = "approved" if approve else "rejected"
+        reason = f" ({command.argument})" if command.argument and not approve else ""
+        self.github.comment(repo, number, f"@{login} {decision} promotion `{promotion}`{reason}.")
+        return f"promotion {decision}"
 
     def _log(self, message: str, **extra: Any) -> None:
         if self._logger is not None:
