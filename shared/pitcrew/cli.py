@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pitcrew.local.cli import register
 
     register(commands)
+    # promote, approve, reject, promotions, environments, rollback (through the API).
+    from pitcrew.promotions.cli import register as register_promotions
+
+    register_promotions(commands)
     return parser
 
 

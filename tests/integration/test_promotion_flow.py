@@ -3,7 +3,7 @@ through the local runtime, ``promotion_steps`` in-process, the fake GitHub API h
 GitOps repository, and fake health endpoints and a fake Prometheus.
 
 One runtime serves the module; each test promotes its own app, so tests do not meet.
-Timeouts come from the configuration: polls of 0 s, health timeouts of 3 s, approvals 6 s.
+Timeouts come from the configuration: polls of 0 s, health timeouts of 1.5 s, approvals 3 s.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def config_text(health_url: str, github_url: str) -> str:
             f"    path: envs/{name}\n"
             f"    health_url: {health_url}/{name}/healthz\n"
             "    poll_seconds: 0\n"
-            "    timeout_minutes: 0.05\n"
+            "    timeout_minutes: 0.025\n"
             f"{extra}"
         )
 
@@ -121,7 +121,7 @@ def config_text(health_url: str, github_url: str) -> str:
         )
         + env(
             "prod",
-            "    auto_promote: true\n    approval: required\n    approval_timeout_minutes: 0.1\n",
+            "    auto_promote: true\n    approval: required\n    approval_timeout_minutes: 0.05\n",
         )
     )
 

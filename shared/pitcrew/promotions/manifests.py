@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pitcrew.errors import InputError
-from pitcrew.gitops.patching import apply_patch, documents
+from pitcrew.gitops.patching import apply_patch, documents, split_documents
 
 KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -52,20 +52,52 @@ def split_image(reference: str) -> tuple[str, str | None]:
     return name, None
 
 
+def _set_new_tag(chunk: str, image_name: str, version: str) -> str:
+    """The Kustomization document ``chunk`` with that image's ``newTag`` set, round-tripped
+    by ruamel.yaml (comments, quoting and indentation kept)."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import ScalarString
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    lines = chunk.splitlines(keepends=True)
+    head = lines[0] if lines and lines[0].startswith("---") else ""
+    body = chunk[len(head) :]
+    _, sequence_indent, offset = load_yaml_guess_indent(body)
+    handler = YAML(typ="rt")
+    handler.preserve_quotes = True
+    handler.width = 4096
+    if sequence_indent is not None:
+        handler.indent(mapping=2, sequence=sequence_indent, offset=offset)
+    data = handler.load(body)
+    for entry in data["images"]:
+        if isinstance(entry, dict) and entry.get("name") == image_name:
+            current = entry.get("newTag")
+            entry["newTag"] = (
+                type(current)(version) if isinstance(current, ScalarString) else version
+            )
+    out = io.StringIO()
+    handler.dump(data, out)
+    trailing = body[len(body.rstrip("\r\n")) :]
+    return head + out.getvalue().rstrip("\n") + (trailing or "")
+
+
 def _kustomize_bump(path: str, text: str, app: str, image: str | None, version: str) -> Bump | None:
     for document in documents(text):
         value = document.value
         if not isinstance(value, Mapping) or not isinstance(value.get("images"), list):
             continue
-        entries = [dict(e) if isinstance(e, Mapping) else e for e in value["images"]]
-        for entry in entries:
-            if isinstance(entry, dict) and image_matches(str(entry.get("name", "")), app, image):
-                previous = entry.get("newTag")
-                if previous is not None and str(previous) == version:
-                    return Bump(path, text, text, str(previous))
-                entry["newTag"] = version
-                new = apply_patch(text, document.index, {"images": entries})
-                return Bump(path, text, new, None if previous is None else str(previous))
+        for entry in value["images"]:
+            name = str(entry.get("name", "")) if isinstance(entry, Mapping) else ""
+            if not image_matches(name, app, image):
+                continue
+            previous = entry.get("newTag")
+            if previous is not None and str(previous) == version:
+                return Bump(path, text, text, str(previous))
+            chunks = split_documents(text)
+            chunks[document.index] = _set_new_tag(chunks[document.index], name, version)
+            return Bump(path, text, "".join(chunks), None if previous is None else str(previous))
     return None
 
 
