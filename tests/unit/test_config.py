@@ -821,3 +821,38 @@ def test_vault_rotation_entries_name_the_key_they_rotate() -> None:
 def test_rotation_problems_name_the_key(rotation: str, problem: str) -> None:
     problems = problems_of(f"rotation: {rotation}")
     assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_environment_promotion_keys_and_checks() -> None:
+    config = parse_config_text(
+        "environments:\n"
+        "  - name: prod\n"
+        "    path: envs/prod\n"
+        "    health_url: https://example.com/healthz\n"
+        "    timeout_minutes: 0.5\n"
+        "    poll_seconds: 0\n"
+        "    images: {api: ghcr.io/acme/api}\n"
+        "    checks:\n"
+        "      - {type: http, url: 'https://example.com/${app}', contains: ok}\n"
+        "      - {type: prometheus, query: 'up{app=\"${app}\"}', min: 1}\n"
+    )
+    assert config.environments is not None
+    (prod,) = config.environments
+    assert (prod.timeout_minutes, prod.poll_seconds, prod.degraded_after) == (0.5, 0, 3)
+    assert dict(prod.images) == {"api": "ghcr.io/acme/api"}
+    assert [c.type for c in prod.checks] == ["http", "prometheus"]
+    assert prod.checks[1].min == 1.0
+
+
+def test_environment_checks_name_what_they_miss() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(
+            "environments:\n"
+            "  - {name: dev, path: p, health_url: 'http://h', poll_seconds: -1,\n"
+            "     checks: [{type: prometheus, url: 'http://x'}, {type: http}]}\n"
+        )
+    text = str(caught.value)
+    assert "environments[0].poll_seconds: expected an integer >= 0" in text
+    assert "environments[0].checks[0]: url is not used by type prometheus" in text
+    assert "environments[0].checks[0]: missing max or min" in text
+    assert "environments[0].checks[1]: missing required key 'url'" in text
