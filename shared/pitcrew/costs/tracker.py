@@ -11,7 +11,8 @@ what is missing, without a second alert for what was already sent.
 Cost Explorer requests cost $0.01 each. A steady-state run makes one ``GetCostAndUsage``
 request (more only when the answer has pages); the month-end forecast is requested every
 ``costs.forecast_refresh_days`` and in between its daily rate is applied to fresh actuals;
-the anomaly monitors are listed weekly and ``GetAnomalies`` is only asked when one exists.
+the anomaly monitors are looked for weekly (monthly once found) and ``GetAnomalies`` is
+only asked when one exists.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ logger = logging.getLogger(__name__)
 
 BASELINE_DAYS = 35  # four weeks of baseline, and a week to spare for a late watermark
 ALERT_WINDOW_DAYS = 7  # older anomalies (found by a backfill) are recorded, not alerted
-MONITORS_REFRESH_DAYS = 7
+# Monitors are looked for weekly while there are none, monthly once some exist.
+MONITORS_LOOK_DAYS = 7
+MONITORS_REFRESH_DAYS = 30
 RUN_RATE_DAYS = 7
 BUDGET_THRESHOLDS = (80, 100)
 TOTAL_BUDGET = "monthly_total"
@@ -274,7 +277,8 @@ class CostTracker:
     ) -> list[Anomaly]:
         monitors = state.get("monitors") or {}
         checked = monitors.get("checked_on")
-        if not checked or (today - parse_day(checked)).days >= MONITORS_REFRESH_DAYS:
+        every = MONITORS_REFRESH_DAYS if monitors.get("arns") else MONITORS_LOOK_DAYS
+        if not checked or (today - parse_day(checked)).days >= every:
             try:
                 arns = provider.anomaly_monitors()
             except (PitcrewError, NotImplementedError) as exc:
