@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     from pitcrew.local.cli import register
 
     register(commands)
+
+    # Cost watch's report (imports nothing heavy until it runs).
+    from pitcrew.costs.cli import register as register_costs
+
+    register_costs(commands)
+
     # promote, approve, reject, promotions, environments, rollback (through the API).
     from pitcrew.promotions.cli import register as register_promotions
 
