@@ -15,7 +15,8 @@ from pitcrew.costs.providers import build_providers
 from pitcrew.costs.tracker import CostTracker
 from pitcrew.observability import instrument
 
-instruments = instrument("cost_tracker", traced=("botocore", "httpx"))
+# httpx (Azure, GCP) is imported only when configured: not patched, so not loaded at cold start.
+instruments = instrument("cost_tracker", traced=("botocore",))
 logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()

@@ -85,3 +85,18 @@ def test_metrics_is_prometheus_text_with_escaped_labels(client: Client) -> None:
     assert 'pitcrew_cost_forecast_month_usd{provider="aws"} 310.0' in text
     assert 'pitcrew_cost_anomalies_total{provider="aws"} 1.0' in text
     assert text.endswith("\n")
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_api_serves(client: Client) -> None:
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[2] / "infra/dashboards/pitcrew-costs.json").read_text()
+    )
+    served = set(
+        re.findall(r"^# TYPE (\S+) ", client.http.get("/metrics", headers=AUTH).body.decode(), re.M)
+    )
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"pitcrew_[a-z_]+", e)}
+    assert used and used <= served

@@ -90,12 +90,15 @@ class CostExplorer:
             self._hooked.meta.events.unregister("before-sign.cost-explorer", self._on_request)
             self._hooked = None
 
-    def call(self, operation: str, **request: Any) -> dict[str, Any]:
+    def call(self, operation: str, *, retry: bool = True, **request: Any) -> dict[str, Any]:
+        """One operation; with ``retry``, throttling that outlasts botocore's retries is
+        retried here too (optional calls pass False: they are not worth more requests)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         from pitcrew.aws import error_code, translate
 
-        for attempt in range(1, self.max_attempts + 1):
+        attempts = self.max_attempts if retry else 1
+        for attempt in range(1, attempts + 1):
             try:
                 response: dict[str, Any] = getattr(self.client, operation)(**request)
                 return response
@@ -103,16 +106,18 @@ class CostExplorer:
                 if isinstance(exc, ClientError) and error_code(exc) == "DataUnavailableException":
                     raise DataUnavailableError("cost-explorer", str(exc)) from exc
                 error = translate(exc, "cost-explorer")
-                if not isinstance(error, TransientServiceError) or attempt == self.max_attempts:
+                if not isinstance(error, TransientServiceError) or attempt == attempts:
                     raise error from exc
             self.sleep(self.base_delay_s * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def pages(self, operation: str, result_key: str, **request: Any) -> list[Any]:
+    def pages(
+        self, operation: str, result_key: str, *, retry: bool = True, **request: Any
+    ) -> list[Any]:
         """Every page of ``operation``'s ``result_key`` list (``NextPageToken``)."""
         items: list[Any] = []
         while True:
-            response = self.call(operation, **request)
+            response = self.call(operation, retry=retry, **request)
             items.extend(response.get(result_key, []))
             token = response.get("NextPageToken")
             if not token:
@@ -168,6 +173,7 @@ class AwsCosts:
         month_end = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
         response = self.explorer.call(
             "get_cost_forecast",
+            retry=False,
             TimePeriod={"Start": today.isoformat(), "End": month_end.isoformat()},
             Metric=FORECAST_METRICS[self.metric],
             Granularity="MONTHLY",
@@ -175,7 +181,7 @@ class AwsCosts:
         return float(response.get("Total", {}).get("Amount", 0.0))
 
     def anomaly_monitors(self) -> list[str]:
-        monitors = self.explorer.pages("get_anomaly_monitors", "AnomalyMonitors")
+        monitors = self.explorer.pages("get_anomaly_monitors", "AnomalyMonitors", retry=False)
         return [m["MonitorArn"] for m in monitors if m.get("MonitorArn")]
 
     def anomalies(self, start: date, end: date) -> list[Anomaly]:
