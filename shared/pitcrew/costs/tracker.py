@@ -413,7 +413,7 @@ class CostTracker:
         for group, amount in sorted(latest.groups.items()):
             with single_metric(
                 name="DailyCostUSD",
-                unit=MetricUnit.Count,
+                unit=MetricUnit.NoUnit,  # dollars: CloudWatch has no currency unit
                 value=round(amount, 4),
                 namespace=self.metrics.namespace or "pitcrew",
             ) as metric:
