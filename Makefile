@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/prompt.py
 	$(BIN)/python bench/storm.py
+	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/costs.py
 	@if [ -d .aws-sam/build ]; then $(BIN)/python bench/size.py; \
 	 else echo "bench/size.py skipped: run 'make build' first"; fi

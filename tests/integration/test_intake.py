@@ -19,7 +19,7 @@ from chalice.test import Client
 from pitcrew.api import alertmanager, create_app
 from pitcrew.api.routes import ApiContext
 from pitcrew.config import load_config
-from pitcrew.incidents.intake import MAX_MESSAGE_BYTES, AlertIntake
+from pitcrew.incidents.intake import MAX_MESSAGE_BYTES, AlertIntake, SeenAlerts
 from pitcrew.local.provision import Stack
 from pitcrew.observability import instrument
 from tests.conftest import harness_client
@@ -335,3 +335,45 @@ def test_a_partial_enqueue_gives_back_only_the_alerts_not_sent(stack: Stack, tok
     assert sorted(resent + [a["fingerprint"] for a in sent_first[0]["alerts"]]) == sorted(
         a["fingerprint"] for a in alerts
     )
+
+
+# ------------------------------------------------------------------ concurrent deliveries
+
+
+class RacingDynamo:
+    """The stack's DynamoDB client, letting a competing delivery write just before this
+    delivery's first write: the lost race a conditional write must catch."""
+
+    def __init__(self, competitor: Any) -> None:
+        self.real = harness_client("dynamodb")
+        self.competitor = competitor
+        self.raced = False
+
+    def put_item(self, **request: Any) -> dict[str, Any]:
+        if not self.raced:
+            self.raced = True
+            self.competitor()
+        return dict(self.real.put_item(**request))
+
+    def get_item(self, **request: Any) -> dict[str, Any]:
+        return dict(self.real.get_item(**request))
+
+
+@pytest.mark.parametrize("group_exists", [False, True])
+def test_of_two_racing_claims_each_key_is_taken_once(stack: Stack, group_exists: bool) -> None:
+    table = os.environ["IDEMPOTENCY_TABLE"]
+    if group_exists:
+        SeenAlerts(table, harness_client("dynamodb")).claim("alertmanager#race", ["00" * 10])
+    keys = [f"{i:020x}" for i in range(1, 7)]
+    winner: set[str] = set()
+
+    def compete() -> None:
+        winner.update(
+            SeenAlerts(table, harness_client("dynamodb")).claim("alertmanager#race", keys[:4])
+        )
+
+    loser = SeenAlerts(table, RacingDynamo(compete)).claim("alertmanager#race", keys[2:])
+
+    assert winner == set(keys[:4])
+    assert loser == set(keys[4:])
+    assert SeenAlerts(table, harness_client("dynamodb")).claim("alertmanager#race", keys) == set()

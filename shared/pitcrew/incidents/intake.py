@@ -1,14 +1,20 @@
 """Alertmanager intake: authenticate a webhook delivery, drop the alerts already taken in, and
 put the rest on the incident queue for ``diagnose``, in as few calls as possible.
 
-Dedup is durable and atomic with one DynamoDB call per delivery: the alert keys
-(fingerprint + startsAt + status) of a notification group are kept as a string set on one
-marker item of ``IDEMPOTENCY_TABLE`` (``id = "alertmanager#<group hash>"``, TTL attribute
-``expiration``). ``UpdateItem ... ADD`` with ``ReturnValues=ALL_OLD`` adds this delivery's
-keys and returns the set as it was before, so of two concurrent deliveries exactly one sees a
-key as new. Alertmanager resends a group every ``group_interval`` and retries on 5xx, so the
-same alert comes back through the same group; an alert routed to pitcrew by two routes is
-caught again by ``diagnose``, which processes each alert key once (powertools Idempotency).
+Dedup is durable and atomic, with one DynamoDB call for a new group and two for a known one.
+The alert keys (fingerprint + startsAt + status) of a notification group are kept, as 10-byte
+digests packed in one binary attribute, on one marker item of ``IDEMPOTENCY_TABLE``
+(``id = "alertmanager#<group hash>"``, TTL attribute ``expiration``). A delivery writes its
+keys on condition that the item is absent, or still at the ``version`` it saw; a failed
+condition returns the item as it is (``ReturnValuesOnConditionCheckFailure``), from which the
+keys not yet held are written again the same way. So of two concurrent deliveries exactly one
+takes a key in, and a resend with nothing new costs one call and writes nothing. (One packed
+attribute rather than a string set: a set of a hundred members costs DynamoDB's item parser,
+and the emulator's, far more than one binary value.)
+
+Alertmanager resends a group every ``group_interval`` and retries on 5xx, so the same alert
+comes back through the same group; an alert routed to pitcrew by two routes is caught again
+by ``diagnose``, which processes each alert key once (powertools Idempotency).
 
 Nothing accepted is lost: the markers are written first, then the messages are sent; if a
 send fails, the markers of every alert not yet sent are removed again and the caller answers
@@ -29,10 +35,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pitcrew.aws import aws_errors
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pitcrew.aws import aws_errors, error_code, translate
 from pitcrew.errors import (
     ConfigError,
-    ConflictError,
     PayloadTooLargeError,
     TransientServiceError,
     UnauthorizedError,
@@ -44,9 +51,11 @@ QUEUE_ENV = "INCIDENT_QUEUE_URL"
 DAY_S = 24 * 60 * 60
 # SQS takes 256 KiB per message; the rest is room for attributes and the group.
 MAX_MESSAGE_BYTES = 200 * 1024
-# 24 hex digits (96 bits) per key: ~8,000 keys stay far below DynamoDB's 400 KB item limit.
-_KEY_DIGITS = 24
-MAX_KEYS_PER_GROUP = 8000
+# 80-bit digests: collisions among the keys of one group are out of reach.
+_DIGEST_BYTES = 10
+# 4,000 keys are 40 KB; with the largest delivery's keys added, far below DynamoDB's 400 KB.
+MAX_KEYS_PER_GROUP = 4000
+MAX_CLAIM_ATTEMPTS = 20
 MARKER_PREFIX = "alertmanager#"
 
 log = logging.getLogger(__name__)
@@ -112,7 +121,7 @@ def group_id(webhook: Webhook) -> str:
 
 def key_digest(key: str) -> str:
     """The short, fixed-size form of an alert key kept in the marker's set."""
-    return hashlib.sha256(key.encode()).hexdigest()[:_KEY_DIGITS]
+    return hashlib.sha256(key.encode()).hexdigest()[: 2 * _DIGEST_BYTES]
 
 
 class SeenAlerts:
@@ -125,11 +134,13 @@ class SeenAlerts:
         *,
         ttl_s: int = DAY_S,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.table = table or table_name("IDEMPOTENCY_TABLE")
         self._client = client
         self.ttl_s = ttl_s
         self.clock = clock
+        self.sleep = sleep
 
     @property
     def client(self) -> Any:
@@ -140,92 +151,135 @@ class SeenAlerts:
         return self._client
 
     def claim(self, group: str, digests: Sequence[str]) -> set[str]:
-        """Add ``digests`` to the group's set; the ones that were not in it yet (new)."""
-        if not digests:
-            return set()
-        now = int(self.clock())
-        try:
-            with aws_errors("dynamodb"):
-                response = self.client.update_item(
-                    TableName=self.table,
-                    Key={"id": {"S": group}},
-                    UpdateExpression="SET #exp = :exp ADD #seen :keys",
-                    ConditionExpression="attribute_not_exists(#seen) OR size(#seen) < :max",
-                    ExpressionAttributeNames={"#seen": "seen", "#exp": "expiration"},
-                    ExpressionAttributeValues={
-                        ":exp": {"N": str(now + self.ttl_s)},
-                        ":keys": {"SS": list(digests)},
-                        ":max": {"N": str(MAX_KEYS_PER_GROUP)},
-                    },
-                    ReturnValues="ALL_OLD",
-                )
-        except ConflictError:
-            # A group that has been firing for long: start its set afresh. Keys forgotten
-            # here may be enqueued once more; diagnose's own idempotency catches those.
-            self._replace(group, digests, now)
-            return set(digests)
-        old = response.get("Attributes") or {}
-        expired = int(old.get("expiration", {}).get("N", now + 1)) < now
-        if expired:
-            # DynamoDB deletes expired items lazily: an expired set counts as empty.
-            self._replace(group, digests, now)
-            return set(digests)
-        before = set(old.get("seen", {}).get("SS", ()))
-        return {d for d in digests if d not in before}
+        """Take ``digests`` in for the group; the ones that were not taken in before (new)."""
+        return self._update(group, lambda known: [d for d in digests if d not in known], add=True)
 
     def release(self, group: str, digests: Iterable[str]) -> None:
         """Forget ``digests`` (they were claimed but could not be enqueued)."""
-        keys = list(digests)
-        if not keys:
-            return
-        with aws_errors("dynamodb"):
-            self.client.update_item(
-                TableName=self.table,
-                Key={"id": {"S": group}},
-                UpdateExpression="DELETE #seen :keys",
-                ExpressionAttributeNames={"#seen": "seen"},
-                ExpressionAttributeValues={":keys": {"SS": keys}},
-            )
+        gone = set(digests)
+        if gone:
+            self._update(group, lambda known: [d for d in known if d in gone], add=False)
 
-    def _replace(self, group: str, digests: Sequence[str], now: int) -> None:
+    def _update(self, group: str, pick: Callable[[set[str]], list[str]], *, add: bool) -> set[str]:
+        """``pick`` the keys to add (or remove) given the group's keys, and write the result
+        on condition that nobody wrote meanwhile; on a lost race, again with the item as the
+        failed write returned it. A claim first assumes a new group (one call when it is)."""
+        item = None if add else self._read(group)
+        for attempt in range(MAX_CLAIM_ATTEMPTS):
+            now = int(self.clock())
+            # DynamoDB deletes expired items lazily: an expired marker counts as empty.
+            live = item is not None and int(item["expiration"]["N"]) >= now
+            known = _unpack(item["seen"]["B"]) if item is not None and live else []
+            picked = pick(set(known))
+            if not picked:
+                return set()
+            if add:
+                kept = known if len(known) < MAX_KEYS_PER_GROUP else []  # long-firing: afresh
+                keys = kept + picked
+            else:
+                removed = set(picked)
+                keys = [d for d in known if d not in removed]
+            version = int(item["version"]["N"]) if item is not None else None
+            written, item = self._write(group, keys, version, now)
+            if written:
+                return set(picked)
+            if attempt:
+                self.sleep(0.005 * attempt)
+        raise TransientServiceError("dynamodb", f"marker {group}: too many concurrent deliveries")
+
+    def _read(self, group: str) -> dict[str, Any] | None:
         with aws_errors("dynamodb"):
-            self.client.put_item(
-                TableName=self.table,
-                Item={
-                    "id": {"S": group},
-                    "seen": {"SS": list(digests)},
-                    "expiration": {"N": str(now + self.ttl_s)},
-                },
-            )
+            found = self.client.get_item(
+                TableName=self.table, Key={"id": {"S": group}}, ConsistentRead=True
+            ).get("Item")
+        return dict(found) if found else None
+
+    def _write(
+        self, group: str, keys: list[str], version: int | None, now: int
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Write the group's keys if its version is still ``version`` (None: no item yet).
+        ``(True, None)``, or ``(False, the item as it is)`` when another writer was first."""
+        condition = "attribute_not_exists(id)" if version is None else "version = :v"
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": {
+                "id": {"S": group},
+                "seen": {"B": b"".join(bytes.fromhex(d) for d in keys)},
+                "expiration": {"N": str(now + self.ttl_s)},
+                "version": {"N": str((version or 0) + 1)},
+            },
+            "ConditionExpression": condition,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if version is not None:
+            request["ExpressionAttributeValues"] = {":v": {"N": str(version)}}
+        try:
+            self.client.put_item(**request)
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate(exc, "dynamodb") from exc
+            current = exc.response.get("Item")
+            return False, dict(current) if current else None
+        except BotoCoreError as exc:
+            raise translate(exc, "dynamodb") from exc
+        return True, None
+
+
+def _unpack(packed: bytes) -> list[str]:
+    return [packed[i : i + _DIGEST_BYTES].hex() for i in range(0, len(packed), _DIGEST_BYTES)]
 
 
 # ------------------------------------------------------------------ enqueue
 
 
-def pack_messages(group: Mapping[str, Any], alerts: Sequence[Alert]) -> list[tuple[str, int]]:
-    """Message bodies ``{"group": ..., "alerts": [...]}`` of at most ``MAX_MESSAGE_BYTES``,
-    each with how many of ``alerts`` (in order) it carries. Each alert is serialized once."""
-    head = '{"group":' + json.dumps(group, separators=(",", ":")) + ',"alerts":['
-    tail = "]}"
-    messages: list[tuple[str, int]] = []
-    chunk: list[str] = []
-    size = len(head) + len(tail)
-    for index, alert in enumerate(alerts):
-        text = json.dumps(alert.as_dict(), separators=(",", ":"))
+def alert_json(alert: Alert) -> str:
+    """An alert as it goes on the queue: Alertmanager's own JSON shape, compact."""
+    return json.dumps(alert.as_dict(), separators=(",", ":"))
+
+
+def _head(group: Mapping[str, Any]) -> str:
+    return '{"group":' + json.dumps(group, separators=(",", ":")) + ',"alerts":['
+
+
+_TAIL = "]}"
+
+
+def _check_sizes(head: str, texts: Iterable[tuple[int, str]]) -> None:
+    room = MAX_MESSAGE_BYTES - len(head.encode()) - len(_TAIL)
+    for index, text in texts:
         length = len(text.encode())
-        if len(head) + len(tail) + length > MAX_MESSAGE_BYTES:
+        if length > room:
             raise PayloadTooLargeError(
                 f"alerts[{index}] is {length} bytes as JSON; one alert may take at most "
-                f"{MAX_MESSAGE_BYTES - len(head) - len(tail)} bytes"
+                f"{room} bytes"
             )
+
+
+def _pack(head: str, texts: Sequence[str]) -> list[tuple[str, int]]:
+    messages: list[tuple[str, int]] = []
+    chunk: list[str] = []
+    empty = len(head.encode()) + len(_TAIL)
+    size = empty
+    for text in texts:
+        length = len(text.encode())
         if chunk and size + 1 + length > MAX_MESSAGE_BYTES:
-            messages.append((head + ",".join(chunk) + tail, len(chunk)))
-            chunk, size = [], len(head) + len(tail)
+            messages.append((head + ",".join(chunk) + _TAIL, len(chunk)))
+            chunk, size = [], empty
         size += length + (1 if chunk else 0)
         chunk.append(text)
     if chunk:
-        messages.append((head + ",".join(chunk) + tail, len(chunk)))
+        messages.append((head + ",".join(chunk) + _TAIL, len(chunk)))
     return messages
+
+
+def pack_messages(group: Mapping[str, Any], alerts: Sequence[Alert]) -> list[tuple[str, int]]:
+    """Message bodies ``{"group": ..., "alerts": [...]}`` of at most ``MAX_MESSAGE_BYTES``,
+    each with how many of ``alerts`` (in order) it carries; ``PayloadTooLargeError`` for an
+    alert that cannot fit in a message at all."""
+    head = _head(group)
+    texts = [alert_json(alert) for alert in alerts]
+    _check_sizes(head, enumerate(texts))
+    return _pack(head, texts)
 
 
 @dataclass(frozen=True)
@@ -290,16 +344,20 @@ class AlertIntake:
                 webhook.truncated_alerts,
                 webhook.group_key,
             )
-        unique: dict[str, Alert] = {}
-        for alert in webhook.alerts:
-            unique.setdefault(key_digest(alert.key), alert)
+        # Each distinct alert, serialized once; the same alert twice in a delivery is one.
+        unique: dict[str, tuple[int, str]] = {}
+        for index, alert in enumerate(webhook.alerts):
+            digest = key_digest(alert.key)
+            if digest not in unique:
+                unique[digest] = (index, alert_json(alert))
         group = group_id(webhook)
+        head = _head(webhook.group())
         # Sized before anything is written: an alert too large for a message is refused whole.
-        pack_messages(webhook.group(), list(unique.values()))
+        _check_sizes(head, unique.values())
         new = self.seen.claim(group, list(unique))
-        fresh = [(digest, alert) for digest, alert in unique.items() if digest in new]
+        fresh = [(digest, text) for digest, (_, text) in unique.items() if digest in new]
         duplicates = len(webhook.alerts) - len(fresh)
-        messages = pack_messages(webhook.group(), [alert for _, alert in fresh])
+        messages = _pack(head, [text for _, text in fresh])
         sent_alerts = 0
         for body, count in messages:
             try:
