@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pitcrew.config import CostsConfig, load_config
+from pitcrew.config import load_config
 from pitcrew.costs.providers import build_providers
 from pitcrew.costs.tracker import CostTracker
 from pitcrew.observability import instrument
@@ -25,7 +25,10 @@ config = load_config()
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    costs = config.costs or CostsConfig()
+    costs = config.costs
+    if costs is None:  # an omitted section turns the feature off
+        logger.info("no costs section in the configuration: nothing to track")
+        return {"skipped": "no costs section in the configuration"}
     providers = build_providers(costs)
     tracker = CostTracker(costs, providers, metrics=metrics)
     report = tracker.run()
