@@ -290,11 +290,11 @@ class _Gathering:
         return subject.node if subject.pod is None and subject.pvc is None else None
 
     def _nodes(self) -> None:
-        names: list[str] = []
-        subject_node = self._subject_node() or self.subject.node
-        if subject_node:
-            names.append(subject_node)
-        node_alert = self.subject.category_hint in (Category.NODE_NOT_READY,)
+        node_alert = self.subject.category_hint == Category.NODE_NOT_READY
+        # The alert's own node when it is about a node; a pod alert's `node` label alone is
+        # not worth a node's JSON.
+        subject_node = self._subject_node() or (self.subject.node if node_alert else None)
+        names = [subject_node] if subject_node else []
         for pod in self._troubled():
             spec, status = pod.get("spec") or {}, pod.get("status") or {}
             node = (
