@@ -185,12 +185,15 @@ def test_eks_token_through_the_shared_sts_client(aws: None) -> None:
 # --- choosing and loading -------------------------------------------------------------------
 
 
-def test_cluster_for_picks_by_name_then_default() -> None:
+def test_cluster_for_picks_by_name_then_a_lone_default() -> None:
     config = parse_config_text(
         "clusters: {default: {kubeconfig: /k/default}, prod-eu: {eks: {name: p, region: r}}}"
     )
     assert cluster_for("prod-eu", config) == ("prod-eu", config.clusters["prod-eu"])  # type: ignore[index]
-    assert cluster_for("staging", config) == ("default", config.clusters["default"])  # type: ignore[index]
+    # Several clusters: one that is not configured is never read from another.
+    assert cluster_for("staging", config) is None
+    lone = parse_config_text("clusters: {default: {kubeconfig: /k/default}}")
+    assert cluster_for("staging", lone) == ("default", lone.clusters["default"])  # type: ignore[index]
     only_eks = parse_config_text("clusters: {prod-eu: {eks: {name: p, region: r}}}")
     assert cluster_for("staging", only_eks) is None
     assert cluster_for("default", parse_config_text("")) is None

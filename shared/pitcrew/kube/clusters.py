@@ -28,11 +28,18 @@ Connect = Callable[[str, "ClusterConfig"], "ApiClient"]
 
 
 def cluster_for(name: str, config: Config) -> tuple[str, ClusterConfig] | None:
-    """The configured cluster called ``name``, else the ``default`` one, else None."""
+    """The configured cluster called ``name``; else the ``default`` one when it is the only
+    cluster configured; else None.
+
+    One ``default`` cluster is a single-cluster setup whose Prometheus labels alerts with its
+    own name for the cluster. With several clusters configured, an alert about one that is
+    not is never read from another: a workload of the same name there would be the wrong
+    evidence, and its fix would go to the wrong manifest.
+    """
     clusters: Mapping[str, ClusterConfig] = config.clusters or {}
     if name in clusters:
         return name, clusters[name]
-    if DEFAULT_CLUSTER in clusters:
+    if set(clusters) == {DEFAULT_CLUSTER}:
         return DEFAULT_CLUSTER, clusters[DEFAULT_CLUSTER]
     return None
 
