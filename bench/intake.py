@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import gc
 import json
 import os
@@ -141,13 +142,13 @@ def measure(runs: int, alerts: int) -> tuple[list[float], list[float]]:
 
         for round_number in range(runs + 1):
             body = payload(round_number, alerts)
-            took = {}
+            actions: dict[str, Callable[[], None]] = {
+                "handler": functools.partial(handler, body),
+                "bare": functools.partial(bare, body, round_number),
+            }
             # Alternate which goes first, so neither always meets a warmer emulator.
-            for which in ("handler", "bare") if round_number % 2 else ("bare", "handler"):
-                if which == "handler":
-                    took[which] = timed(lambda body=body: handler(body))
-                else:
-                    took[which] = timed(lambda body=body, n=round_number: bare(body, n))
+            order = ("handler", "bare") if round_number % 2 else ("bare", "handler")
+            took = {which: timed(actions[which]) for which in order}
             drain(sqs, queue_url)
             if round_number:  # round 0 warms up clients, caches and the token's resolution
                 handler_times.append(took["handler"])

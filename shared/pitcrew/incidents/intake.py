@@ -234,11 +234,16 @@ def _unpack(packed: bytes) -> list[str]:
 
 def alert_json(alert: Alert) -> str:
     """An alert as it goes on the queue: Alertmanager's own JSON shape, compact."""
-    return json.dumps(alert.as_dict(), separators=(",", ":"))
+    return _compact(alert.as_dict())
+
+
+def _compact(value: Any) -> str:
+    # ASCII only (json's default), so the length of the text is its size in bytes.
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _head(group: Mapping[str, Any]) -> str:
-    return '{"group":' + json.dumps(group, separators=(",", ":")) + ',"alerts":['
+    return '{"group":' + _compact(group) + ',"alerts":['
 
 
 _TAIL = "]}"
@@ -344,27 +349,37 @@ class AlertIntake:
                 webhook.truncated_alerts,
                 webhook.group_key,
             )
-        # Each distinct alert, serialized once; the same alert twice in a delivery is one.
-        unique: dict[str, tuple[int, str]] = {}
+        # The same alert twice in one delivery is one.
+        unique: dict[str, tuple[int, Alert]] = {}
         for index, alert in enumerate(webhook.alerts):
-            digest = key_digest(alert.key)
-            if digest not in unique:
-                unique[digest] = (index, alert_json(alert))
+            unique.setdefault(key_digest(alert.key), (index, alert))
         group = group_id(webhook)
         head = _head(webhook.group())
         # Sized before anything is written: an alert too large for a message is refused whole.
-        _check_sizes(head, unique.values())
+        # Usually the whole delivery fits in one message, which is then serialized in one go.
+        whole = _compact([alert.as_dict() for _, alert in unique.values()])
+        one_message = len(head) + len(whole) + len(_TAIL) <= MAX_MESSAGE_BYTES
+        texts = {} if one_message else {d: alert_json(a) for d, (_, a) in unique.items()}
+        if not one_message:
+            _check_sizes(head, ((i, texts[d]) for d, (i, _) in unique.items()))
         new = self.seen.claim(group, list(unique))
-        fresh = [(digest, text) for digest, (_, text) in unique.items() if digest in new]
+        fresh = [digest for digest in unique if digest in new]
         duplicates = len(webhook.alerts) - len(fresh)
-        messages = _pack(head, [text for _, text in fresh])
+        if not fresh:
+            messages = []
+        elif one_message:
+            if len(fresh) < len(unique):
+                whole = _compact([unique[d][1].as_dict() for d in fresh])
+            messages = [(head + whole[1:-1] + _TAIL, len(fresh))]
+        else:
+            messages = _pack(head, [texts[d] for d in fresh])
         sent_alerts = 0
         for body, count in messages:
             try:
                 with aws_errors("sqs"):
                     self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
             except Exception as exc:
-                self._give_back(group, [d for d, _ in fresh[sent_alerts:]], exc)
+                self._give_back(group, fresh[sent_alerts:], exc)
                 raise TransientServiceError(
                     "sqs",
                     f"could not enqueue {len(fresh) - sent_alerts} alert(s); "
