@@ -42,6 +42,9 @@ class AzureCosts:
     def requests(self) -> int:
         return self.http.requests
 
+    def close(self) -> None:
+        self.http.close()
+
     def token(self) -> str:
         """An access token for Azure Resource Manager, fetched again shortly before expiry."""
         if self._token and self._token[1] > self.clock():

@@ -88,6 +88,9 @@ class GcpCosts:
     def requests(self) -> int:
         return self.http.requests
 
+    def close(self) -> None:
+        self.http.close()
+
     def token(self) -> str:
         if self.config.access_token is not None:
             return self.config.access_token.get()

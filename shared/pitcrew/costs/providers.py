@@ -140,6 +140,9 @@ class AwsCosts:
     def requests(self) -> int:
         return self.explorer.requests
 
+    def close(self) -> None:
+        self.explorer.close()
+
     def daily_costs(self, start: date, end: date) -> list[DailyCosts]:
         results = self.explorer.pages(
             "get_cost_and_usage",

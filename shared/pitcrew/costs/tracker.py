@@ -160,6 +160,9 @@ class CostTracker:
                 self.history.put_state(state)  # the watermark moves last
             finally:
                 run.requests = getattr(provider, "requests", 0)
+                close = getattr(provider, "close", None)
+                if close is not None:  # the request counter leaves the shared client
+                    close()
         if forecasts:
             spent = sum(f.month_to_date_usd for f in forecasts.values())
             report.month_to_date_usd = round(spent, 2)
