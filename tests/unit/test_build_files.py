@@ -108,19 +108,36 @@ def third_party_imports(package: Path) -> Iterator[tuple[Path, str]]:
                     yield source, top
 
 
+def runs_only_on_a_workstation(source: Path, shared: Path) -> bool:
+    """pitcrew.local (the local runtime: moto, the emulator) and the command line modules
+    (``cli.py``: rich tables) are never imported in Lambda."""
+    relative = source.relative_to(shared)
+    return relative.parts[:1] == ("local",) or relative.name == "cli.py"
+
+
 def test_shared_code_imports_only_what_a_layer_or_function_build_installs() -> None:
-    # pitcrew.local is the local runtime (moto, the emulator): never imported in Lambda.
     installed = {name for path in build_requirements() for name in pins(path)}
     distributions = metadata.packages_distributions()
     shared = REPO / "shared" / "pitcrew"
     for source, top in third_party_imports(shared):
-        if "local" in source.relative_to(shared).parts[:1]:
+        if runs_only_on_a_workstation(source, shared):
             continue
         providers = {canonicalize_name(d) for d in distributions.get(top, [])}
         assert providers & installed, (
             f"{source.relative_to(REPO)} imports {top}, which no layers/*/requirements.txt or "
             f"functions/*/requirements.txt installs: Lambda would not find it"
         )
+
+
+def test_no_lambda_code_imports_the_workstation_only_modules() -> None:
+    shared = REPO / "shared" / "pitcrew"
+    workstation_only = re.compile(r"^\s*(from|import)\s+pitcrew(\.\w+)*\.(cli|local)\b", re.M)
+    sources = [*shared.rglob("*.py"), *(REPO / "functions").rglob("*.py")]
+    for source in sources:
+        if source.is_relative_to(shared) and runs_only_on_a_workstation(source, shared):
+            continue
+        text = source.read_text(encoding="utf-8")
+        assert not workstation_only.search(text), f"{source.relative_to(REPO)}"
 
 
 def makefile_built() -> list[tuple[str, Path]]:
