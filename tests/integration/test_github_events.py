@@ -9,7 +9,7 @@ import copy
 import importlib.util
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -234,6 +234,55 @@ def test_releases_and_successful_workflow_runs_are_kept_as_promotion_triggers(
     assert by_kind["release"]["version"] == release["release"]["tag_name"]
     assert by_kind["workflow_run"]["head_sha"] == run["workflow_run"]["head_sha"]
     assert all(t["consumed"] is False and t["expires_at"] > 0 for t in kept)
+
+
+def test_a_trigger_starts_a_promotion_only_for_an_app_the_environments_name(
+    world: World,
+) -> None:
+    release = payload("release-published.json")
+    app = release["repository"]["full_name"].rsplit("/", 1)[-1]
+    started: list[Mapping[str, Any]] = []
+
+    def start(config: Config, trigger: Mapping[str, Any]) -> str:
+        started.append(trigger)
+        return "promotion started"
+
+    unknown = world.deliveries.handle("r-1", "release", release)
+    assert unknown == f"promotion trigger kept; no environment names {app!r} in images"
+
+    config = parse_config(
+        {
+            "environments": [
+                {
+                    "name": "dev",
+                    "path": "envs/dev",
+                    "health_url": "http://127.0.0.1:9/healthz",
+                    "images": {app: f"ghcr.io/acme/{app}"},
+                }
+            ]
+        }
+    )
+    deliveries = GithubDeliveries(config, store=world.store, start_from_trigger=start)
+    assert deliveries.handle("r-2", "release", release) == "promotion started"
+    assert [t["delivery"] for t in started] == ["r-2"]
+    assert started[0]["version"] == release["release"]["tag_name"]
+
+
+def test_a_closed_promotion_pull_request_goes_to_its_promotion(world: World) -> None:
+    closed: list[tuple[str, int, bool, str]] = []
+    deliveries = GithubDeliveries(
+        world.config,
+        store=world.store,
+        promotion_pull_closed=lambda *args: closed.append(args) or "promotion resumed",
+    )
+    data = payload("pull_request-closed-merged.json")
+    data["pull_request"]["body"] = "Bump api to 1.5.0\n<!-- pitcrew:promotion=01JPROMO -->"
+
+    assert deliveries.handle("p-1", "pull_request", data) == "promotion resumed"
+    pull = data["pull_request"]
+    assert closed == [
+        (data["repository"]["full_name"], pull["number"], True, pull["merged_by"]["login"])
+    ]
 
 
 def test_closing_the_loop_on_a_merged_fix(world: World) -> None:

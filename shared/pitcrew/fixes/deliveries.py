@@ -10,8 +10,11 @@
   on the incident queue for the diagnose pipeline; ``approve``/``reject [reason]`` on a
   promotion's pull request decide its pending approval (``pitcrew.promotions.approvals``),
   or answer why nothing awaits one.
+- ``pull_request`` closed on a promotion's version bump (``pitcrew.promotions``): the
+  waiting promotion resumes (merged) or fails (closed unmerged).
 - ``release`` published and successful ``workflow_run`` completions: kept as promotion
-  triggers (``pitcrew.fixes.triggers``).
+  triggers (``pitcrew.fixes.triggers``); one about an app the environments name in
+  ``images`` starts its promotion.
 
 Everything else is ignored, with a log line saying why.
 """
@@ -41,6 +44,10 @@ if TYPE_CHECKING:
 
 # Approves (True) or rejects a promotion: (promotion id, approve, by, reason).
 Decide = Callable[[str, bool, str, str], None]
+# A promotion's pull request was closed: (repo, number, merged, by) -> what was done.
+PromotionPullClosed = Callable[[str, int, bool, str], str]
+# A kept trigger starts a promotion: (config, trigger item) -> what was done.
+StartFromTrigger = Callable[["Config", Mapping[str, Any]], str]
 
 
 def _now() -> datetime:
@@ -87,6 +94,30 @@ def _decide(promotion_id: str, approve: bool, by: str, reason: str) -> None:
     decide(promotion_id, approve, by, reason)
 
 
+def _promotion_pull_closed(repo: str, number: int, merged: bool, by: str) -> str:
+    from pitcrew.promotions.updates import on_pull_request_closed
+
+    return on_pull_request_closed(repo, number, merged, by)
+
+
+def _start_from_trigger(config: Config, trigger: Mapping[str, Any]) -> str:
+    """Start the promotion a trigger asks for, when an environment knows its app (by the
+    repository's name, in ``environments[].images``). A refusal (not verified, already
+    promoting) is an answer, not an error: retrying the delivery would not change it."""
+    app = str(trigger.get("repo") or "").rsplit("/", 1)[-1]
+    if not any(app in environment.images for environment in config.environments or ()):
+        return f"promotion trigger kept; no environment names {app!r} in images"
+    from pitcrew.promotions.updates import on_trigger
+
+    try:
+        promotion = on_trigger(config, trigger)
+    except ConflictError as exc:
+        return f"promotion trigger kept; promotion refused: {exc}"
+    if promotion is None:
+        return "promotion trigger kept"
+    return f"promotion {promotion.id} started"
+
+
 def _is_pitcrew(item: Mapping[str, Any]) -> bool:
     labels = {
         str(label.get("name")) for label in item.get("labels") or [] if isinstance(label, Mapping)
@@ -108,10 +139,14 @@ class GithubDeliveries:
         publish: Callable[..., None] = publish,
         clock: Callable[[], datetime] = _now,
         decide: Decide = _decide,
+        promotion_pull_closed: PromotionPullClosed = _promotion_pull_closed,
+        start_from_trigger: StartFromTrigger = _start_from_trigger,
         logger: Logger | None = None,
     ) -> None:
         self.config = config
         self._decide = decide
+        self._promotion_pull_closed = promotion_pull_closed
+        self._start_from_trigger = start_from_trigger
         self._github = github
         self._store = store
         self._triggers = triggers
@@ -164,7 +199,10 @@ class GithubDeliveries:
             outcome = self._issue_comment(payload)
         elif name in ("release", "workflow_run"):
             kept = self.triggers.record(name, delivery, payload)
-            outcome = "promotion trigger kept" if kept else f"{name} is not a trigger"
+            if kept is None:
+                outcome = f"{name} is not a trigger"
+            else:
+                outcome = self._start_from_trigger(self.config, kept)
         else:
             outcome = f"{name} events are not used"
         self._log(outcome, delivery=delivery, event=name, action=payload.get("action"))
@@ -175,7 +213,16 @@ class GithubDeliveries:
         pull = payload.get("pull_request") or {}
         if payload.get("action") != "closed":
             return f"pull_request {payload.get('action')} is not used"
-        incident_id = render.markers(pull.get("body")).get("incident")
+        markers = render.markers(pull.get("body"))
+        if markers.get("promotion") is not None:
+            merged_by = (pull.get("merged_by") or payload.get("sender") or {}).get("login")
+            return self._promotion_pull_closed(
+                str((payload.get("repository") or {}).get("full_name") or ""),
+                int(pull.get("number") or 0),
+                bool(pull.get("merged")),
+                str(merged_by or ""),
+            )
+        incident_id = markers.get("incident")
         if incident_id is None or not _is_pitcrew(pull):
             return "not a pitcrew pull request"
         merged = bool(pull.get("merged"))
