@@ -293,6 +293,13 @@ class IncidentStore:
         incident = self._find(pointer["incident_id"])
         return incident if incident is not None and incident.status == "open" else None
 
+    def latest_for(
+        self, cluster: str, namespace: str | None, kind: str, name: str
+    ) -> Incident | None:
+        """The workload's most recent incident, open or resolved."""
+        pointer = self.table.get(self._workload_pk(workload_key(cluster, namespace, kind, name)))
+        return self._find(pointer["incident_id"]) if pointer else None
+
     # -------------------------------------------------------------- alerts
 
     def record_alert(self, subject: Subject, alert: Alert, now: datetime) -> tuple[Incident, bool]:

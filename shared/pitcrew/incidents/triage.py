@@ -11,6 +11,8 @@ redeliveries and Alertmanager resends never count an alert twice.
 
 An incident is diagnosed when it opens, and again when a diagnosis is missing (the attempt
 that opened it failed) or asked for; later alerts of the same storm only add to its count.
+An alert firing again within a week after its incident resolved with a merged fix reopens
+that incident, says so on the pull request (``pitcrew.fixes.loop``) and diagnoses it again.
 Anything that fails raises, so the message is retried and, after the queue's
 ``maxReceiveCount``, kept in its dead-letter queue.
 """
@@ -18,7 +20,7 @@ Anything that fails raises, so the message is retried and, after the queue's
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pitcrew.errors import BadRequestError
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
 
     from pitcrew.config import Config
+    from pitcrew.github import GitHub
+
+# A resolved incident whose fix merged is reopened when its alert fires again this soon.
+REFIRE_WINDOW = timedelta(days=7)
 
 Gather = Callable[[Subject, "Config"], ClusterContext]
 Analyze = Callable[[Subject, ClusterContext], Diagnosis]
@@ -84,6 +90,7 @@ class Triage:
         clock: Callable[[], datetime] = _now,
         logger: Logger | None = None,
         metrics: Metrics | None = None,
+        github: GitHub | None = None,
     ) -> None:
         self.config = config
         self._store = store
@@ -94,6 +101,7 @@ class Triage:
         self._clock = clock
         self._logger = logger
         self._metrics = metrics
+        self._github_client = github
 
     @property
     def store(self) -> IncidentStore:
@@ -130,12 +138,45 @@ class Triage:
             if incident is not None and incident.status == "resolved":
                 self._emit(EventName.INCIDENT_RESOLVED, incident)
             return {"alert": alert.key, "incident": incident.id if incident else None}
+        reopened = self._reopen_if_fix_did_not_hold(subject, alert, now)
         incident, opened = self.store.record_alert(subject, alert, now)
         if opened:
             self._emit(EventName.INCIDENT_OPENED, incident)
-        if opened or incident.diagnosis is None:
+        if opened or reopened or incident.diagnosis is None:
             incident = self.diagnose(incident, subject)
         return {"alert": alert.key, "incident": incident.id, "opened": opened}
+
+    def _reopen_if_fix_did_not_hold(self, subject: Subject, alert: Alert, now: datetime) -> bool:
+        """An alert firing for a workload whose last incident resolved, within a week, after
+        its fix pull request merged: that incident is reopened (and the pull request told)
+        instead of a new one opening, and it is diagnosed again."""
+        workload = subject.workload
+        if workload is None or self.config.github is None:
+            return False
+        latest = self.store.latest_for(
+            subject.cluster, subject.namespace, workload.kind, workload.name
+        )
+        if latest is None or latest.status != "resolved" or not latest.resolved_at:
+            return False
+        if latest.ended.get(alert.fingerprint) == alert.starts_at:
+            return False  # a late redelivery of an alert that already resolved
+        resolved_at = datetime.fromisoformat(latest.resolved_at.replace("Z", "+00:00"))
+        if now - resolved_at > REFIRE_WINDOW:
+            return False
+        from pitcrew.fixes.loop import merged_fix, on_incident_refired
+
+        if merged_fix(latest.as_api()) is None:
+            return False
+        reopened = on_incident_refired(latest.id, github=self._github(), store=self.store, now=now)
+        return reopened is not None
+
+    def _github(self) -> GitHub:
+        if self._github_client is None:
+            from pitcrew.github import connect
+
+            assert self.config.github is not None
+            self._github_client = connect(self.config.github)
+        return self._github_client
 
     # -- diagnosis -----------------------------------------------------------------------
     def diagnose(self, incident: Incident, subject: Subject | None = None) -> Incident:
