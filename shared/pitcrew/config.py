@@ -488,14 +488,35 @@ class EnvironmentCheck:
 
 
 @dataclass(frozen=True)
+class ArgoCdApplication:
+    """The Argo CD ``Application`` that deploys an environment's apps (``application``,
+    default: named like the app) in ``namespace``."""
+
+    namespace: str = "argocd"
+    application: str | None = None
+
+
+@dataclass(frozen=True)
+class FluxKustomization:
+    """The Flux ``Kustomization`` that applies an environment (``kustomization``, default:
+    named like the app) in ``namespace``."""
+
+    namespace: str = "flux-system"
+    kustomization: str | None = None
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """One promotion stage. ``auto_promote``: pitcrew merges the version bump itself (else it
     waits for a human to merge it); ``approval: required`` makes promotion into this
     environment wait for one. ``timeout_minutes`` bounds waiting for health, polled every
     ``poll_seconds``; ``checks`` verify the version once healthy. ``images`` maps an app to
     its image name in the manifests (default: an image whose last path segment is the app).
-    ``cluster``/``namespace`` say where the app's incidents are. ``degraded_after``
-    consecutive failed health checks publish ``EnvironmentDegraded``."""
+    ``cluster``/``namespace`` say where the app runs: its incidents, and, with a cluster,
+    "healthy" also means its Deployment rolled out the version and its Argo CD Application
+    or Flux Kustomization (``argocd``/``flux``; by default one named like the app, if any)
+    is synced and healthy. ``degraded_after`` consecutive failed health checks publish
+    ``EnvironmentDegraded``."""
 
     name: str
     path: str
@@ -511,6 +532,8 @@ class EnvironmentConfig:
     cluster: str | None = None
     namespace: str | None = None
     degraded_after: int = 3
+    argocd: ArgoCdApplication | None = None
+    flux: FluxKustomization | None = None
 
 
 @dataclass(frozen=True)
@@ -1101,6 +1124,14 @@ _ENVIRONMENT = _section(
     _Field("cluster", _string),
     _Field("namespace", _string),
     _Field("degraded_after", _integer(minimum=1)),
+    _Field(
+        "argocd",
+        _section(ArgoCdApplication, _Field("namespace", _string), _Field("application", _string)),
+    ),
+    _Field(
+        "flux",
+        _section(FluxKustomization, _Field("namespace", _string), _Field("kustomization", _string)),
+    ),
 )
 
 _NOTIFICATION = _section(

@@ -856,3 +856,31 @@ def test_environment_checks_name_what_they_miss() -> None:
     assert "environments[0].checks[0]: url is not used by type prometheus" in text
     assert "environments[0].checks[0]: missing max or min" in text
     assert "environments[0].checks[1]: missing required key 'url'" in text
+
+
+def test_environment_argocd_and_flux_keys() -> None:
+    config = parse_config_text(
+        "clusters: {prod-eu: {kubeconfig: /etc/kube/config}}\n"
+        "environments:\n"
+        "  - {name: staging, path: s, health_url: 'http://h', cluster: prod-eu, argocd: {}}\n"
+        "  - name: prod\n"
+        "    path: p\n"
+        "    health_url: http://h\n"
+        "    cluster: prod-eu\n"
+        "    namespace: shop\n"
+        "    argocd: {namespace: gitops, application: shop-prod}\n"
+        "    flux: {kustomization: apps}\n"
+    )
+    assert config.environments is not None
+    staging, prod = config.environments
+    assert staging.argocd is not None and staging.argocd.namespace == "argocd"
+    assert staging.argocd.application is None and staging.flux is None
+    assert prod.argocd is not None
+    assert (prod.argocd.namespace, prod.argocd.application) == ("gitops", "shop-prod")
+    assert prod.flux is not None
+    assert (prod.flux.namespace, prod.flux.kustomization) == ("flux-system", "apps")
+    with pytest.raises(ConfigError, match=r"environments\[0\]\.argocd\.application"):
+        parse_config_text(
+            "environments:\n  - {name: d, path: p, health_url: 'http://h', argocd: "
+            "{application: 3}}\n"
+        )

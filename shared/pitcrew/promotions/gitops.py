@@ -123,6 +123,19 @@ class GitopsRepo:
 
         self.github.call(f"merge pull request #{number} of {self.repo}", merge)
 
+    def merge_commit(self, number: int) -> str | None:
+        """The commit a merged pull request made on the branch (None while unmerged)."""
+
+        def read() -> str | None:
+            pull = self.github.repo(self.repo).get_pull(number)
+            return str(pull.merge_commit_sha) if pull.merged and pull.merge_commit_sha else None
+
+        return self.github.call(f"read pull request #{number} of {self.repo}", read)
+
+    def head(self) -> str:
+        """The branch's current commit."""
+        return self.github.branch_head(self.repo, self.branch)
+
     def close(self, number: int) -> None:
         """Close the pull request unmerged (through its issue, as GitHub allows)."""
         self.github.call(

@@ -1,7 +1,9 @@
 """The scheduled health check of every environment (``promotion_steps`` with
 ``{"step": "health_check"}``): each health URL's status and latency, the run of
 consecutive failures, kept per environment for ``GET /environments``;
-``EnvironmentDegraded`` once when a run of failures reaches ``degraded_after``.
+``EnvironmentDegraded`` once when a run of failures reaches ``degraded_after``. The same
+schedule sends the heartbeats of waiting tasks (``AwaitApproval`` has ``HeartbeatSeconds``,
+so an approval whose token was lost fails instead of waiting for its whole timeout).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pitcrew.errors import PitcrewError
 from pitcrew.events import DomainEvent, EventName, event
 from pitcrew.promotions.store import PromotionStore, iso
 
@@ -65,3 +68,34 @@ def check_environments(
     if degraded:
         publish(*degraded)
     return {"environments": results}
+
+
+def send_heartbeats(store: PromotionStore, sfn: Any) -> dict[str, Any]:
+    """``SendTaskHeartbeat`` for every waiting task whose token is kept. A task that is gone
+    (timed out, its execution stopped) has its token dropped; a failed call is counted and
+    tried again at the next run."""
+    from pitcrew.aws import aws_errors
+
+    sent, gone, failed = 0, 0, []
+    for promotion_id, purpose in store.waiting():
+        token = store.peek_token(promotion_id, purpose)
+        if token is None:
+            store.take_token(promotion_id, purpose)  # clears the stale waiting entry
+            continue
+        try:
+            with aws_errors("stepfunctions"):
+                try:
+                    sfn.send_task_heartbeat(taskToken=token)
+                except (
+                    sfn.exceptions.TaskTimedOut,
+                    sfn.exceptions.TaskDoesNotExist,
+                    sfn.exceptions.InvalidToken,
+                ):
+                    store.take_token(promotion_id, purpose)
+                    gone += 1
+                    continue
+        except PitcrewError as exc:
+            failed.append(f"{promotion_id} {purpose}: {exc}")
+            continue
+        sent += 1
+    return {"sent": sent, "gone": gone, "failed": failed}

@@ -29,9 +29,12 @@ from pitcrew.promotions.store import (
 
 if TYPE_CHECKING:
     from pitcrew.config import Config, EnvironmentConfig
+    from pitcrew.kube.clusters import Connect
     from pitcrew.promotions.gitops import GitopsRepo
+    from pitcrew.promotions.rollout import Rollout
 
 APPROVAL = "approval"
+KUBE_BUDGET_S = 20.0  # of one health poll's reads from the cluster (the function has 60 s)
 
 
 class PromotionRefused(PitcrewError):
@@ -73,7 +76,9 @@ def lock_ttl_s(env: EnvironmentConfig) -> int:
 
 class PromotionSteps:
     """The steps, with what they talk to injectable (``gitops``: a factory of the GitOps
-    repository; ``sfn``: the Step Functions client for tokens; ``publish``: domain events)."""
+    repository; ``sfn``: the Step Functions client for tokens; ``publish``: domain events;
+    ``kube``: ``connect(name, cluster_config)`` to a cluster, default
+    ``pitcrew.kube.clusters.connect``)."""
 
     def __init__(
         self,
@@ -85,9 +90,11 @@ class PromotionSteps:
         sfn: Any | None = None,
         incidents: Any | None = None,
         publish: Callable[..., None] | None = None,
+        kube: Connect | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._kube = kube
         self._store = store
         self._gitops_factory = gitops
         self._gitops: GitopsRepo | None = None
@@ -141,11 +148,15 @@ class PromotionSteps:
         """Run the step a task names; its result is what the state machine reads."""
         step = task.get("step")
         if step == "health_check":
-            from pitcrew.promotions.health import check_environments
+            from pitcrew.promotions.health import check_environments, send_heartbeats
 
-            return check_environments(
+            # Heartbeats first: a waiting approval must not time out because a slow health
+            # URL used up the invocation.
+            heartbeats = send_heartbeats(self.store, self.sfn)
+            checked = check_environments(
                 self.config, self.store, self.checker, self.publish, self.clock
             )
+            return {**checked, "heartbeats": heartbeats}
         handler = _STEPS.get(str(step))
         if handler is None:
             raise InputError(f"unknown step {step!r} (known: {', '.join(sorted(_STEPS))})")
@@ -424,8 +435,9 @@ class PromotionSteps:
         return {"waiting": True}
 
     def check_health(self, promotion: Promotion, task: Mapping[str, Any]) -> dict[str, Any]:
-        """One look at the environment's health URL; ``healthy`` false means "poll again",
-        ``PromotionUnhealthy`` once the environment's timeout has passed."""
+        """One look at the environment's health URL and, where it has a cluster, the app's
+        rollout there; ``healthy`` false means "poll again", ``PromotionUnhealthy`` once the
+        environment's timeout has passed, or at once for a rollout that cannot complete."""
         env = self._env(promotion)
         phase = promotion.settings.get(f"phase:{env.name}", "update")
         key = f"deadline:{env.name}:{phase}"
@@ -438,18 +450,92 @@ class PromotionSteps:
                 p.begin_step("wait healthy", env.name, now)
 
             promotion = self._change(promotion, start)
+        rollout = self._rollout(promotion, env, phase) if env.cluster is not None else None
+        if rollout is not None and rollout.failed:
+            reason = f"{env.name} cannot become healthy: {rollout.detail}"
+            self._note(promotion, "wait healthy", "failed", reason)
+            raise PromotionUnhealthy(reason)
         result = self.checker.health(env.health_url.get())
-        if result.ok:
-            self._note(promotion, "wait healthy", "healthy", result.detail)
+        ok = result.ok and (rollout is None or rollout.done)
+        detail = result.detail + (f"; {rollout.detail}" if rollout is not None else "")
+        if ok:
+            self._note(promotion, "wait healthy", "healthy", detail)
             return {"healthy": True}
         if now >= float(promotion.settings[key]):
             reason = (
-                f"{env.name} did not become healthy within {env.timeout_minutes * 60:g} s: "
-                f"{result.detail}"
+                f"{env.name} did not become healthy within {env.timeout_minutes * 60:g} s: {detail}"
             )
             self._note(promotion, "wait healthy", "timed out", reason)
             raise PromotionUnhealthy(reason)
-        return {"healthy": False, "detail": result.detail}
+        return {"healthy": False, "detail": detail}
+
+    def _rollout(self, promotion: Promotion, env: EnvironmentConfig, phase: str) -> Rollout:
+        """The app's rollout in the environment's cluster: of the promoted version, or of the
+        version it replaced while rolling back. An unreachable cluster is "not yet"."""
+        from pitcrew.kube.clusters import cluster_for
+        from pitcrew.promotions.rollout import Rollout, RolloutReader, check_rollout
+
+        chosen = cluster_for(str(env.cluster), self.config)
+        if chosen is None:
+            configured = ", ".join(sorted(self.config.clusters or {})) or "none"
+            raise ConfigError(
+                [
+                    f"environments.{env.name}.cluster: no cluster {env.cluster!r} is "
+                    f"configured (clusters: {configured})"
+                ]
+            )
+        name, cluster = chosen
+        rolling_back = phase == "rollback"
+        purpose = "rollback" if rolling_back else "update"
+        version = promotion.replaced.get(env.name) if rolling_back else promotion.version
+        if version is None:
+            return Rollout(True, "the version rolled back to is unknown: not checked")
+        if self._kube is None:
+            from pitcrew.kube.clusters import connect
+
+            self._kube = connect
+        try:
+            api_client = self._kube(name, cluster)
+        except ConfigError:
+            raise
+        except PitcrewError as exc:
+            return Rollout(False, f"cluster {name!r} cannot be reached: {exc}")
+        try:
+            return check_rollout(
+                RolloutReader(api_client, budget_s=KUBE_BUDGET_S),
+                app=promotion.app,
+                version=version,
+                namespace=env.namespace or "default",
+                image=env.images.get(promotion.app),
+                argocd=env.argocd,
+                flux=env.flux,
+                applied=self._applied(promotion, env.name, purpose),
+            )
+        except ConfigError:
+            raise
+        except PitcrewError as exc:
+            return Rollout(False, f"cluster {name!r}: {exc}")
+        finally:
+            api_client.close()
+
+    def _applied(self, promotion: Promotion, env_name: str, purpose: str) -> Callable[[str], bool]:
+        """Whether a Flux revision holds the promotion's change: the pull request's merge
+        commit, or the branch's head now (which has it, once merged)."""
+        from pitcrew.promotions.rollout import revision_sha
+
+        pull = promotion.pull_request(env_name, purpose)
+        number = int(pull["number"]) if pull and pull.get("number") else 0
+
+        def applied(revision: str) -> bool:
+            if not number:
+                return True  # the folder already had the version: nothing new to apply
+            sha = revision_sha(revision)
+            merged = self.gitops.merge_commit(number)
+            if merged is None:
+                return False
+            return sha == merged or sha == self.gitops.head()
+
+        return applied
 
     def verify(self, promotion: Promotion, task: Mapping[str, Any]) -> dict[str, Any]:
         env = self._env(promotion)
@@ -660,6 +746,10 @@ def _reason(task: Mapping[str, Any]) -> str:
             text = str(parsed["errorMessage"])
     if name == "States.Timeout":
         return f"timed out waiting: {text}" if text else "timed out waiting (approval or merge)"
+    if name == "States.HeartbeatTimeout":
+        return "no heartbeat reached the waiting approval (its task token was lost): " + (
+            text or "the scheduled health check did not run"
+        )
     return text or name
 
 

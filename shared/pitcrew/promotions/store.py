@@ -8,6 +8,7 @@ Items (``TRIGGER#<repo>`` items belong to ``pitcrew.fixes.triggers``)::
     pk "ENV#<env>"             sk "APP#<app>"           current, previous and stable version
     pk "ENV#<env>"             sk "HEALTH"              the scheduled health check's last result
     pk "TOKEN#<id>"            sk <purpose>             a waiting task's token (never shown)
+    pk "WAITING"               sk "<id>#<purpose>"      which tasks wait (for their heartbeats)
     pk "PULL#<repo>#<number>"  sk "PULL"                the promotion a pull request belongs to
 
 Writes that race (locks, a promotion changed by its execution and by an approval) are
@@ -29,6 +30,7 @@ from pitcrew.stores import Table, table_name
 
 TABLE_ENV = "PROMOTIONS_TABLE"
 PROMOTIONS_PK = "PROMOTIONS"
+WAITING_PK = "WAITING"
 KEEP_S = 180 * 24 * 3600
 TOKEN_KEEP_S = 30 * 24 * 3600
 RUNNING = "running"
@@ -308,12 +310,23 @@ class PromotionStore:
                 "expires_at": int(now) + TOKEN_KEEP_S,
             }
         )
+        self.table.put(
+            {
+                "pk": WAITING_PK,
+                "sk": f"{promotion_id}#{purpose}",
+                "promotion": promotion_id,
+                "purpose": purpose,
+                "since": iso(now),
+                "expires_at": int(now) + TOKEN_KEEP_S,
+            }
+        )
 
     def take_token(self, promotion_id: str, purpose: str) -> str | None:
         """The waiting task's token, removed so that only one decision uses it."""
         key = {"pk": f"TOKEN#{promotion_id}", "sk": purpose}
         item = self.table.get(key)
         if not item:
+            self._not_waiting(promotion_id, purpose)
             return None
         try:
             self.table.delete(
@@ -321,7 +334,21 @@ class PromotionStore:
             )
         except ConflictError:
             return None
+        self._not_waiting(promotion_id, purpose)
         return str(item["token"])
+
+    def peek_token(self, promotion_id: str, purpose: str) -> str | None:
+        """The waiting task's token, left in place (a heartbeat does not decide anything)."""
+        item = self.table.get({"pk": f"TOKEN#{promotion_id}", "sk": purpose})
+        return str(item["token"]) if item else None
+
+    def waiting(self) -> list[tuple[str, str]]:
+        """(promotion id, purpose) of every task that waits for a token."""
+        items = self.table.query("pk = :pk", values={":pk": WAITING_PK})
+        return [(str(i["promotion"]), str(i["purpose"])) for i in items]
+
+    def _not_waiting(self, promotion_id: str, purpose: str) -> None:
+        self.table.delete({"pk": WAITING_PK, "sk": f"{promotion_id}#{purpose}"})
 
     def waiting_tokens(self, promotion_id: str) -> list[dict[str, Any]]:
         return list(self.table.query("pk = :pk", values={":pk": f"TOKEN#{promotion_id}"}))
