@@ -399,3 +399,37 @@ def test_two_concurrent_starts_for_one_app_and_environment_run_one(
     assert len(ran) == 1
     assert ran[0]["status"] in ("failed", "rolled_back")
     assert "dev did not become healthy" in ran[0]["reason"]
+
+
+def test_pitcrew_rollback_returns_an_environment_to_the_stable_version_before(
+    runtime: LocalRuntime,
+    github: FakeGitHub,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pitcrew.cli import main
+
+    app = "users-api"
+    for version in ("v7.0.0", "v7.1.0"):
+        started = api(runtime, "POST", "/promotions", {"app": app, "version": version, "to": "dev"})
+        assert started.status_code == 202, started.text
+        assert ended(runtime, started.json()["id"])["status"] == "succeeded"
+    dev = versions(runtime, app)["dev"]
+    assert (dev["current"], dev["stable"], dev["previous_stable"]) == ("v7.1.0", "v7.1.0", "v7.0.0")
+
+    monkeypatch.setenv("PITCREW_API_TOKEN", TOKEN)
+    assert runtime.api_url is not None
+    assert main(["rollback", app, "--env", "dev", "--api", runtime.api_url]) == 0
+    assert "users-api v7.0.0 -> dev" in capsys.readouterr().out
+    (rollback,) = api(runtime, "GET", f"/promotions?app={app}&limit=1").json()["promotions"]
+    final = ended(runtime, rollback["id"])
+
+    assert (final["kind"], final["status"]) == ("rollback", "succeeded"), final
+    assert tags(github, "dev", app) == "v7.0.0"
+    dev = versions(runtime, app)["dev"]
+    assert (dev["current"], dev["stable"], dev["previous_stable"]) == ("v7.0.0", "v7.0.0", None)
+    # Going back does not make the abandoned version somewhere to return to.
+    with pytest.raises(SystemExit) as refused:
+        main(["rollback", app, "--env", "dev", "--api", runtime.api_url])
+    assert refused.value.code == 1
+    assert "no stable version before it" in capsys.readouterr().err

@@ -103,6 +103,7 @@ def blueprint(context: ApiContext, store: Any | None = None) -> Blueprint:
                             "current": v.current,
                             "previous": v.previous,
                             "stable": v.stable,
+                            "previous_stable": v.previous_stable,
                             "updated_at": v.updated_at,
                             "promotion": v.promotion,
                         }

@@ -148,22 +148,27 @@ def start_rollback(
     store: PromotionStore | None = None,
     **kwargs: Any,
 ) -> Promotion:
-    """Roll ``app`` in ``environment_name`` back to its stable version (a promotion of kind
-    ``rollback``, into that environment alone)."""
+    """Roll ``app`` in ``environment_name`` back to its stable version, or, when it runs that
+    one, to the stable version before it (a promotion of kind ``rollback``, into that
+    environment alone)."""
     app = _checked("app", app)
     environment(config, environment_name)
     store = store or PromotionStore()
     versions = store.versions(environment_name, app)
     if versions.stable is None:
         raise ConflictError(f"no stable version of {app} is recorded in {environment_name}")
+    target = versions.stable
     if versions.current == versions.stable:
-        raise ConflictError(
-            f"{app} in {environment_name} already runs its stable version {versions.stable}"
-        )
+        if versions.previous_stable is None:
+            raise ConflictError(
+                f"{app} in {environment_name} runs its stable version {versions.stable} and "
+                "no stable version before it is recorded"
+            )
+        target = versions.previous_stable
     return start_promotion(
         config,
         app=app,
-        version=versions.stable,
+        version=target,
         to=environment_name,
         only=True,
         requested_by=requested_by,

@@ -556,7 +556,12 @@ class PromotionSteps:
         env = self._env(promotion)
         self.store.mark_verified(promotion.app, env.name, promotion.version, promotion.id)
         versions = self.store.record_version(
-            env.name, promotion.app, promotion.version, promotion.id, stable=True
+            env.name,
+            promotion.app,
+            promotion.version,
+            promotion.id,
+            stable=True,
+            rollback=promotion.kind == "rollback",
         )
 
         def done(p: Promotion) -> None:

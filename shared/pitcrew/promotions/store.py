@@ -144,7 +144,8 @@ class Promotion:
 
 @dataclass(frozen=True)
 class AppVersions:
-    """An app's versions in one environment."""
+    """An app's versions in one environment (``previous_stable``: the stable version before
+    ``stable``, where ``pitcrew rollback`` goes when the environment runs ``stable``)."""
 
     environment: str
     app: str
@@ -153,6 +154,7 @@ class AppVersions:
     stable: str | None = None
     updated_at: str | None = None
     promotion: str | None = None
+    previous_stable: str | None = None
 
 
 class PromotionStore:
@@ -270,11 +272,26 @@ class PromotionStore:
         return [AppVersions(**{k: v for k, v in i.items() if k in names}) for i in items]
 
     def record_version(
-        self, environment: str, app: str, version: str, promotion_id: str, *, stable: bool
+        self,
+        environment: str,
+        app: str,
+        version: str,
+        promotion_id: str,
+        *,
+        stable: bool,
+        rollback: bool = False,
     ) -> AppVersions:
-        """``version`` is now current in ``environment`` (and stable when verified there)."""
+        """``version`` is now current in ``environment`` (and stable when verified there). A
+        new stable version keeps the one it replaces as ``previous_stable``, unless it is a
+        rollback (going back does not make the abandoned version a place to return to)."""
         before = self.versions(environment, app)
         previous = before.previous if before.current == version else before.current
+        previous_stable = before.previous_stable
+        if stable and version != before.stable:
+            if not rollback:
+                previous_stable = before.stable
+            elif version == before.previous_stable:
+                previous_stable = None
         after = AppVersions(
             environment=environment,
             app=app,
@@ -283,6 +300,7 @@ class PromotionStore:
             stable=version if stable else before.stable,
             updated_at=iso(self.clock()),
             promotion=promotion_id,
+            previous_stable=previous_stable,
         )
         self.table.put({"pk": f"ENV#{environment}", "sk": f"APP#{app}", **asdict(after)})
         return after
