@@ -168,15 +168,11 @@ class EventPublisher:
         return still, reasons
 
 
-_default: EventPublisher | None = None
-
-
 def publish(*events: DomainEvent) -> None:
-    """Publish on the stack's bus (``EVENT_BUS_NAME``) with the shared client."""
-    global _default  # noqa: PLW0603 - one publisher per cold start
-    if _default is None:
-        _default = EventPublisher()
-    _default.publish(*events)
+    """Publish on the stack's bus (``EVENT_BUS_NAME``) with the shared client. The client
+    comes from ``pitcrew.aws.client`` each time (cached there, so this costs nothing), so a
+    changed endpoint (``reset_clients``) is always honoured."""
+    EventPublisher().publish(*events)
 
 
 def event(
