@@ -162,6 +162,9 @@ def test_a_resource_added_to_the_template_appears_with_no_other_change(
     assert "\nResources:\n" in original
     copy = tmp_path / "template.yaml"
     copy.write_text(original.replace("\nResources:\n", "\nResources:\n" + added, 1))
+    # The copy's relative paths (state machine definitions, code) resolve as the original's.
+    for folder in ("infra", "functions", "layers", "shared"):
+        (tmp_path / folder).symlink_to(default_template_path().parent / folder)
 
     stack = provision(load_template(copy), client_factory=boto)
 

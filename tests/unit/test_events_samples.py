@@ -337,15 +337,14 @@ def test_sqs_records_are_real_records(name: str) -> None:
 
 
 def test_incident_batch_carries_the_crashloop_alerts_and_their_group() -> None:
+    # Intake packs a delivery's alerts into few messages: {"group": {...}, "alerts": [...]}.
     notification = load_event("alertmanager/firing-crashloop.json")
     bodies = [json.loads(r["body"]) for r in load_event("sqs/incident-batch.json")["Records"]]
-    assert [b["alert"] for b in bodies] == notification["alerts"]
+    assert [a for b in bodies for a in b["alerts"]] == notification["alerts"]
     for body in bodies:
-        assert set(body) == {"alert", "group"}
-        assert body["group"] == {
-            key: notification[key]
-            for key in ("receiver", "externalURL", "groupKey", "commonLabels")
-        }
+        assert set(body) == {"alerts", "group"}
+        for key in ("receiver", "externalURL", "groupKey", "commonLabels", "truncatedAlerts"):
+            assert body["group"][key] == notification[key]
 
 
 def test_github_delivery_batch_carries_the_merged_delivery() -> None:
