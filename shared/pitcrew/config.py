@@ -1064,6 +1064,7 @@ _CLUSTER = _section(
     rule=_cluster_rule,
 )
 
+
 def _check_rule(values: dict[str, Any], path: str, ctx: _Context) -> None:
     kind = values.get("type")
     own = {"http": ("url", "expect_status", "contains"), "prometheus": ("query", "max", "min")}

@@ -109,6 +109,8 @@ class FakeService:
     def url(self) -> str:
         assert self._server is not None, "the fake service is not started"
         host, port = self._server.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{port}"
 
     def start(self) -> FakeService:
