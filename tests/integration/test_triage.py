@@ -353,3 +353,18 @@ def test_an_alert_firing_again_after_its_fix_merged_reopens_the_incident(
         assert names(published)[-1] == "IncidentDiagnosed"
     finally:
         gh.stop()
+
+
+def test_the_incident_keeps_its_alerts_graph_and_runbook_links(
+    triage: Triage, published: list[DomainEvent]
+) -> None:
+    alert = crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1")
+    alert["annotations"]["runbook_url"] = (
+        "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubepodcrashlooping"
+    )
+    for parsed in triage.alerts_of(message(alert, crashloop_alert("api-7c9d8f6b5-kq4zt", "fp2"))):
+        triage.handle_alert(parsed)
+
+    (incident,) = triage.store.list("open")
+    assert incident.links == [alert["generatorURL"], alert["annotations"]["runbook_url"]]
+    assert published[-1].detail["links"] == incident.links

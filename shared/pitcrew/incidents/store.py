@@ -40,6 +40,7 @@ LIST_STATUSES = (*STATUSES, "all")
 MAX_LIST = 1000
 MAX_TIMELINE = 200
 MAX_ENDED = 500  # resolved alert instances remembered per incident (late firings are ignored)
+MAX_ALERT_LINKS = 10
 RETENTION_DAYS = 90
 INDEX = "ByStatus"
 # A workload item that says "open" while its incident item is not written yet: the opener is
@@ -487,6 +488,7 @@ class IncidentStore:
             version=1,
         )
         incident.note(now, "opened", _alert_detail(alert, subject))
+        _keep_links(incident, alert)
         claim: dict[str, Any] = {
             **self._workload_pk(key),
             "incident_id": incident.id,
@@ -520,6 +522,7 @@ class IncidentStore:
         incident.last_seen = iso(now)
         incident.subject = subject
         incident.note(now, "alert", _alert_detail(alert, subject))
+        _keep_links(incident, alert)
         return self._write(incident)
 
     def _change(self, incident_id: str, change: Callable[[Incident], bool]) -> Incident:
@@ -564,6 +567,14 @@ class IncidentStore:
 
 
 _RETRY = object()
+
+
+def _keep_links(incident: Incident, alert: Alert) -> None:
+    """The alert's Prometheus graph and runbook, for the fix pull request and the API; a few
+    distinct ones, since a storm repeats the same."""
+    for link in (alert.generator_url, alert.annotations.get("runbook_url")):
+        if link and link not in incident.links and len(incident.links) < MAX_ALERT_LINKS:
+            incident.links.append(link)
 
 
 def _workload_of(subject: Subject) -> WorkloadRef:
