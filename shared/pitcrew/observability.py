@@ -84,6 +84,38 @@ class SecretFilter(logging.Filter):
         return True
 
 
+# botocore logs whole request and response bodies at DEBUG, before any caller could
+# register the values in them for redaction (the configuration's own secret: and ssm:
+# references are read that way): those records are dropped when they carry a Secrets
+# Manager value or an SSM parameter's.
+_WIRE_LOGGERS = ("botocore.endpoint", "botocore.parsers")
+_VALUE_FIELDS = ("SecretString", "SecretBinary", "RandomPassword", "'Parameter'", '"Parameter"')
+_filters_lock = threading.Lock()
+
+
+class SecretWireFilter(logging.Filter):
+    """Drops botocore's DEBUG wire records (request params, response bodies) that hold a
+    Secrets Manager or SSM parameter value."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot render says nothing either
+            return False
+        return not any(name in text for name in _VALUE_FIELDS)
+
+
+def keep_values_out_of_wire_logs() -> None:
+    """Install ``SecretWireFilter`` on botocore's wire loggers (idempotent)."""
+    with _filters_lock:
+        for name in _WIRE_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, SecretWireFilter) for f in logger.filters):
+                logger.addFilter(SecretWireFilter())
+
+
 def protect_root_logger() -> None:
     """Attach the secret filter to every handler of the root logger (idempotent)."""
     root = logging.getLogger()
@@ -110,6 +142,7 @@ def instrument(
     supports that is installed, importing each at cold start whether the function uses it
     or not. A function names what it calls (``("botocore", "httpx")``)."""
     protect_root_logger()
+    keep_values_out_of_wire_logs()
     logger = Logger(service=function, logger_formatter=RedactingFormatter(), **logger_options)
     metrics = Metrics(namespace="pitcrew", service=function)
     tracer = Tracer(service=function, patch_modules=tuple(traced))

@@ -83,3 +83,17 @@ def test_root_logger_handlers_are_filtered_too() -> None:
     output = stream.getvalue()
     assert SECRET not in output
     assert "Bearer ***" in output
+
+
+def test_botocore_wire_records_with_a_secret_or_parameter_value_never_reach_a_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    instrument("wire-test")
+    secret_body = b'{"ARN": "arn", "Name": "pitcrew/github", "SecretString": "ghp_wire_value"}'
+    parameter_body = {"Parameter": {"Name": "/pitcrew/config", "Value": "token: wire-ssm-value"}}
+    with caplog.at_level(logging.DEBUG, logger="botocore"):
+        logging.getLogger("botocore.parsers").debug("Response body:\n%r", secret_body)
+        logging.getLogger("botocore.parsers").debug("Response body:\n%r", parameter_body)
+        logging.getLogger("botocore.endpoint").debug("Sending http request: %s", "GetQueueUrl")
+    assert "ghp_wire_value" not in caplog.text and "wire-ssm-value" not in caplog.text
+    assert "GetQueueUrl" in caplog.text

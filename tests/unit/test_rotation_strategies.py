@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import pytest
 
 from pitcrew.errors import BadRequestError
-from pitcrew.observability import register_secret
+from pitcrew.observability import SecretWireFilter, register_secret
 from pitcrew.rotation.github_webhook import hook_of
 from pitcrew.rotation.postgres import Login, other_user
-from pitcrew.rotation.store import SecretInfo, SecretStore, SecretWireFilter, secret_fields
+from pitcrew.rotation.store import SecretInfo, SecretStore, secret_fields
 from pitcrew.rotation.strategy import RotationContext, value_at_key, with_new_value
 from pitcrew.rotation.vault import _parse_time, random_value
 from tests.support.secret_logs import leaked_values, no_secret_in_logs  # noqa: F401 - autouse

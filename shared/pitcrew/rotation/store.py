@@ -6,15 +6,13 @@ for log redaction before it is returned; botocore's errors become pitcrew's.
 from __future__ import annotations
 
 import json
-import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pitcrew.aws import aws_errors
 from pitcrew.errors import NotFoundError
-from pitcrew.observability import register_secret
+from pitcrew.observability import keep_values_out_of_wire_logs, register_secret
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
@@ -38,37 +36,6 @@ class SecretInfo:
     def version_with(self, stage: str) -> str | None:
         """The version carrying ``stage``, or None."""
         return next((v for v, labels in self.stages.items() if stage in labels), None)
-
-
-# botocore logs whole request and response bodies at DEBUG, before any caller could
-# register the values in them for redaction: those records are dropped when they carry a
-# Secrets Manager value.
-_WIRE_LOGGERS = ("botocore.endpoint", "botocore.parsers")
-_VALUE_FIELDS = ("SecretString", "SecretBinary", "RandomPassword")
-_filters_lock = threading.Lock()
-
-
-class SecretWireFilter(logging.Filter):
-    """Drops botocore's DEBUG wire records (request params, response bodies) that hold a
-    Secrets Manager value."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.DEBUG:
-            return True
-        try:
-            text = record.getMessage()
-        except Exception:  # a record that cannot render says nothing either
-            return False
-        return not any(name in text for name in _VALUE_FIELDS)
-
-
-def keep_values_out_of_wire_logs() -> None:
-    """Install ``SecretWireFilter`` on botocore's wire loggers (idempotent)."""
-    with _filters_lock:
-        for name in _WIRE_LOGGERS:
-            logger = logging.getLogger(name)
-            if not any(isinstance(f, SecretWireFilter) for f in logger.filters):
-                logger.addFilter(SecretWireFilter())
 
 
 class SecretStore:
