@@ -41,6 +41,7 @@ DOMAIN_EVENTS: tuple[str, ...] = (
     "IncidentResolved",
     "FixPullRequestOpened",
     "FixPullRequestMerged",
+    "FixPullRequestFailed",
     "CostAnomalyDetected",
     "BudgetThresholdCrossed",
     "SecretRotated",

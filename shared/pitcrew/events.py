@@ -35,6 +35,9 @@ class EventName(StrEnum):
     INCIDENT_RESOLVED = "IncidentResolved"
     FIX_PULL_REQUEST_OPENED = "FixPullRequestOpened"
     FIX_PULL_REQUEST_MERGED = "FixPullRequestMerged"
+    # Beyond DESIGN.md's list: a fix that could not be delivered (no manifest, refused by
+    # GitHub or by the allowlist) must reach people, not only the incident's timeline.
+    FIX_PULL_REQUEST_FAILED = "FixPullRequestFailed"
     COST_ANOMALY_DETECTED = "CostAnomalyDetected"
     BUDGET_THRESHOLD_CROSSED = "BudgetThresholdCrossed"
     SECRET_ROTATED = "SecretRotated"  # noqa: S105 - an event name

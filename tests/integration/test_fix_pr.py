@@ -359,6 +359,7 @@ def test_a_transient_failure_after_retries_is_recorded_and_raised(harness: Harne
 
     last = harness.store.get(incident["id"]).timeline[-1]
     assert last["event"] == "fix failed" and "503" in last["detail"]
+    assert harness.published == []  # retried first: only a permanent failure is announced
 
 
 def test_a_missing_manifest_is_a_permanent_failure_on_the_timeline(
@@ -375,6 +376,10 @@ def test_a_missing_manifest_is_a_permanent_failure_on_the_timeline(
     assert last["event"] == "fix failed"
     assert "no manifest for Deployment payments/api" in last["detail"]
     assert "apps/payments/api.yaml" in last["detail"]  # says what was tried
+    (failed,) = harness.published
+    assert failed.name == "FixPullRequestFailed"
+    assert failed.detail["id"] == incident["id"]
+    assert "no manifest for Deployment payments/api" in failed.detail["error"]
 
 
 def test_a_github_app_installation_token_is_minted_and_used(

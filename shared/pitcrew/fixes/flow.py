@@ -12,10 +12,11 @@ anything is written (an out-of-policy patch never reaches a commit); then either
 incident and published as ``FixPullRequestOpened``.
 
 Failures are never silent: a permanent one (no manifest, refused by GitHub, bad patch) is
-recorded on the incident's timeline as ``fix failed`` with the reason, logged and counted
-(metric ``FixFailed``); a transient one (GitHub 5xx or rate limits, after the retries of
-``pitcrew.github``) is recorded the same way and raised, so the invocation is retried and,
-after Lambda's retries, kept in the function's dead-letter queue.
+recorded on the incident's timeline as ``fix failed`` with the reason, logged, counted
+(metric ``FixFailed``) and published as ``FixPullRequestFailed``; a transient one (GitHub
+5xx or rate limits, after the retries of ``pitcrew.github``) is recorded on the timeline and
+raised, so the invocation is retried and, after Lambda's retries, kept in the function's
+dead-letter queue.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class FixFlow:
         except PublishError:
             raise  # the change is on GitHub; only the event is missing: retry the event
         except TransientServiceError as exc:
-            self._failed(incident, exc)
+            self._failed(incident, exc, permanent=False)
             raise
         except (InputError, PitcrewError) as exc:
             return self._failed(incident, exc)
@@ -308,7 +309,11 @@ class FixFlow:
         self._log(f"no fix: {why}", incident)
         return FixOutcome("skipped", why)
 
-    def _failed(self, incident: Mapping[str, Any], exc: Exception) -> FixOutcome:
+    def _failed(
+        self, incident: Mapping[str, Any], exc: Exception, *, permanent: bool = True
+    ) -> FixOutcome:
+        """Record the failure on the incident; a permanent one is also published
+        (``FixPullRequestFailed``), a transient one is retried first."""
         detail = str(exc)
         self._count("FixFailed")
         if self._logger is not None:
@@ -316,6 +321,10 @@ class FixFlow:
                 "fix failed", extra={"incident": incident.get("id"), "error": detail}
             )
         self._note(incident, "fix failed", detail)
+        if permanent:
+            self._publish(
+                event(EventName.FIX_PULL_REQUEST_FAILED, {**incident, "error": detail[:1000]})
+            )
         return FixOutcome("failed", detail)
 
     def _note(self, incident: Mapping[str, Any], what: str, detail: str) -> None:

@@ -160,6 +160,7 @@ _INCIDENT_HEADLINES: Mapping[str, tuple[str, Outcome]] = {
     "IncidentResolved": ("Incident resolved", Outcome.SUCCESS),
     "FixPullRequestOpened": ("Fix pull request opened", Outcome.WARNING),
     "FixPullRequestMerged": ("Fix merged", Outcome.WARNING),
+    "FixPullRequestFailed": ("Fix not delivered", Outcome.FAILURE),
 }
 
 
@@ -214,6 +215,8 @@ def incident(event: BusEvent) -> Message:
         summary = f"{summary} — merged; waiting for the alert to resolve."
     elif event.name == "IncidentResolved":
         summary = f"{summary} — resolved."
+    elif event.name == "FixPullRequestFailed":
+        summary = f"No fix pull request: {_str(detail.get('error')) or 'see the incident'}"
 
     confidence = _number(diagnosis.get("confidence"))
     source = _str(diagnosis.get("source"))

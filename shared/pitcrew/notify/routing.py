@@ -26,6 +26,7 @@ DEFAULT_SEVERITY: Mapping[str, str] = {
     "IncidentResolved": "info",
     "FixPullRequestOpened": "warning",
     "FixPullRequestMerged": "info",
+    "FixPullRequestFailed": "warning",
     "CostAnomalyDetected": "warning",
     "BudgetThresholdCrossed": "warning",
     "SecretRotated": "info",
