@@ -3,7 +3,8 @@ through the local runtime, ``promotion_steps`` in-process, the fake GitHub API h
 GitOps repository, and fake health endpoints and a fake Prometheus.
 
 One runtime serves the module; each test promotes its own app, so tests do not meet.
-Timeouts come from the configuration: polls of 0 s, health timeouts of 1.5 s, approvals 3 s.
+Timeouts come from the configuration: polls of 0 s, health timeouts of 1.5 s, approvals 9 s
+(room for a loaded machine to approve in time in the happy path).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def config_text(health_url: str, github_url: str) -> str:
         )
         + env(
             "prod",
-            "    auto_promote: true\n    approval: required\n    approval_timeout_minutes: 0.05\n",
+            "    auto_promote: true\n    approval: required\n    approval_timeout_minutes: 0.15\n",
         )
     )
 
