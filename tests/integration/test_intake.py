@@ -377,3 +377,13 @@ def test_of_two_racing_claims_each_key_is_taken_once(stack: Stack, group_exists:
     assert winner == set(keys[:4])
     assert loser == set(keys[4:])
     assert SeenAlerts(table, harness_client("dynamodb")).claim("alertmanager#race", keys) == set()
+
+
+def test_a_form_encoded_request_still_gets_pitcrews_own_answers(client: Client, token: str) -> None:
+    # curl --data sends application/x-www-form-urlencoded: the answer is pitcrew's 401 or 400,
+    # not API Gateway's 415.
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    wrong = client.http.post(WEBHOOK, body="{}", headers={**form, "Authorization": "Bearer no"})
+    assert wrong.status_code == 401 and "error" in json.loads(wrong.body)
+    bad = post(client, '{"version": "3"}', token, **form)
+    assert bad.status_code == 400 and "version" in json.loads(bad.body)["error"]

@@ -27,7 +27,13 @@ def blueprint(context: ApiContext, intake: AlertIntake | None = None) -> Bluepri
         "/webhooks/alertmanager",
         methods=("POST",),
         operator=False,
-        content_types=["application/json", "text/plain", "application/octet-stream"],
+        # Alertmanager sends application/json; anything else still gets pitcrew's own 401/400.
+        content_types=[
+            "application/json",
+            "text/plain",
+            "application/octet-stream",
+            "application/x-www-form-urlencoded",
+        ],
     )
     def alertmanager_webhook() -> Response:
         request = bp.current_request
