@@ -3,8 +3,8 @@
 read).
 
 Credentials are a service-account JSON key, exchanged for an access token with the OAuth2
-JWT bearer grant (RS256 signature: needs the ``cryptography`` package in the function's
-layers), or an ``access_token`` given as is. Costs are ``cost`` plus credits (negative),
+JWT bearer grant (RS256 signature with ``cryptography``, which the cost_tracker build
+installs), or an ``access_token`` given as is. Costs are ``cost`` plus credits (negative),
 per day of ``usage_start_time`` and ``service.description``, in the export's currency,
 assumed to be USD.
 """
