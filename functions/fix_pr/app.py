@@ -1,7 +1,8 @@
 """The ``fix_pr`` function: each ``IncidentDiagnosed`` event with a patch becomes a fix pull
 request against the GitOps repository, or a comment on the workload's tracking issue in safe
 mode (``pitcrew.fixes.flow``); each ``IncidentResolved`` event of an incident whose fix
-merged is noted on that pull request (``pitcrew.fixes.loop``).
+merged, and each ``IncidentOpened`` event that reopens one, is noted on that pull request
+(``pitcrew.fixes.loop``).
 
 Lambda handler: ``app.handler``, behind an EventBridge rule on the ``pitcrew`` bus. Each event
 id is handled once. A transient GitHub failure (after retries) fails the invocation, so
@@ -34,11 +35,14 @@ idempotency_store = persistence_layer()
 @idempotent(persistence_store=idempotency_store, config=once_per("id"))
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
-    if event.detail_type == "IncidentResolved":
-        from pitcrew.fixes.loop import on_incident_resolved
+    if event.detail_type in ("IncidentResolved", "IncidentOpened"):
+        from pitcrew.fixes.loop import on_incident_reopened, on_incident_resolved
 
         if flow.config.github is None:
             return {"action": "skipped", "detail": "no github configuration"}
-        noted = on_incident_resolved(event.detail, github=flow.github, store=flow.store)
-        return {"action": "noted" if noted else "skipped", "detail": "incident resolved"}
+        if event.detail_type == "IncidentResolved":
+            noted = on_incident_resolved(event.detail, github=flow.github, store=flow.store)
+            return {"action": "noted" if noted else "skipped", "detail": "incident resolved"}
+        noted = on_incident_reopened(event.detail, github=flow.github, store=flow.store)
+        return {"action": "noted" if noted else "skipped", "detail": "incident reopened"}
     return flow.handle(event.detail).as_dict()

@@ -451,6 +451,13 @@ def test_the_handler_is_a_doorway_and_handles_each_event_id_once(stack: Stack) -
         }
     )
     assert module.handler(resolved, context)["action"] == "skipped"
+    reopened = load_event("eventbridge/IncidentOpened.json")
+    reopened["id"] = "c0a8d3e2-reopened"
+    reopened["detail"]["reopened"] = True
+    assert module.handler(reopened, context) == {
+        "action": "skipped",
+        "detail": "no github configuration",
+    }
     table = stack.resolve({"Ref": "IdempotencyTable"})
     records = harness_client("dynamodb").scan(TableName=table)["Items"]
-    assert len([r for r in records if r["status"]["S"] == "COMPLETED"]) == 2  # one per id
+    assert len([r for r in records if r["status"]["S"] == "COMPLETED"]) == 3  # one per id

@@ -19,7 +19,7 @@ import pytest
 from pitcrew.config import Config, parse_config
 from pitcrew.events import DomainEvent
 from pitcrew.fixes.deliveries import GithubDeliveries
-from pitcrew.fixes.loop import on_incident_refired, on_incident_resolved
+from pitcrew.fixes.loop import on_incident_reopened, on_incident_resolved
 from pitcrew.fixes.triggers import PromotionTriggers
 from pitcrew.github import GitHub, connect
 from pitcrew.incidents.alerts import parse_webhook, subject_of
@@ -298,14 +298,17 @@ def test_closing_the_loop_on_a_merged_fix(world: World) -> None:
     assert incident is not None and incident.status == "resolved"
 
     assert on_incident_resolved(incident.as_api(), github=world.github, store=world.store, now=NOW)
-    reopened = on_incident_refired(incident_id, github=world.github, store=world.store, now=NOW)
+    # The alert fires again: the diagnose pipeline reopens the incident and publishes it.
+    reopened = world.store.reopen(incident_id, NOW, "the alert fired again")
+    assert on_incident_reopened(
+        {**reopened.as_api(), "reopened": True}, github=world.github, store=world.store, now=NOW
+    )
 
-    assert reopened is not None and reopened.status == "open"
     resolved_note, refired_note = world.gh.comments(REPO, pull.number)
     assert "resolved" in resolved_note and incident_id in resolved_note
     assert "fired again" in refired_note and "reopened" in refired_note
     events = [e["event"] for e in world.store.get(incident_id).timeline]
-    assert "alert resolved after fix" in events and events[-1] == "reopened"
+    assert "alert resolved after fix" in events and events[-2:] == ["reopened", "fix did not hold"]
 
 
 def test_the_handler_reports_only_the_failed_message_of_a_batch(stack: Stack) -> None:

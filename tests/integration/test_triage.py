@@ -303,56 +303,43 @@ def test_a_failing_message_is_reported_for_retry_and_the_rest_of_the_batch_is_ke
 
 
 def test_an_alert_firing_again_after_its_fix_merged_reopens_the_incident(
-    stack: Any, published: list[DomainEvent]
+    triage: Triage, published: list[DomainEvent]
 ) -> None:
-    from pitcrew.config import parse_config
-    from pitcrew.github import connect
-    from tests.support.fakegithub import FakeGitHub
+    first = crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1")
+    (alert,) = triage.alerts_of(message(first))
+    triage.handle_alert(alert)
+    (incident,) = triage.store.list("open")
+    pull = {"repo": "acme/platform-gitops", "number": 42, "url": "u", "state": "merged"}
+    triage.store.set_pull_request(incident.id, pull, datetime(2024, 11, 19, 8, 20, tzinfo=UTC))
+    (alert,) = triage.alerts_of(message({**first, "status": "resolved"}))
+    triage.handle_alert(alert)
+    assert triage.store.get(incident.id).status == "resolved"
+    published.clear()
 
-    repo = "acme/platform-gitops"
-    gh = FakeGitHub().start()
-    try:
-        gh.add_repo(repo, {"README.md": "gitops\n"})
-        config = parse_config(
-            {"github": {"api_url": gh.url, "token": "ghp_fake_token"}, "gitops": {"repo": repo}}
-        )
-        assert config.github is not None
-        github = connect(config.github, seconds_between_writes=None)
-        # The fix's pull request (an issue number is a pull request number on GitHub).
-        pull = github.create_issue(repo, title="fix(payments/api)", body="fix", labels=["pitcrew"])
-        clock = Clock()
-        triage = Triage(
-            config,
-            store=IncidentStore(),
-            publish_events=lambda *events: published.extend(events),
-            clock=clock,
-            github=github,
-        )
-        first = crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1")
-        (alert,) = triage.alerts_of(message(first))
-        triage.handle_alert(alert)
-        (incident,) = triage.store.list("open")
-        triage.store.set_pull_request(
-            incident.id,
-            {"repo": repo, "number": pull.number, "url": pull.url, "state": "merged"},
-            clock(),
-        )
-        (alert,) = triage.alerts_of(message({**first, "status": "resolved"}))
-        triage.handle_alert(alert)
-        assert triage.store.get(incident.id).status == "resolved"
+    again = {**first, "startsAt": "2024-11-19T09:40:00.000Z"}
+    (alert,) = triage.alerts_of(message(again))
+    triage.handle_alert(alert)
 
-        again = {**first, "startsAt": "2024-11-19T09:40:00.000Z", "fingerprint": "fp1"}
-        (alert,) = triage.alerts_of(message(again))
-        triage.handle_alert(alert)
+    reopened = triage.store.get(incident.id)
+    assert reopened.status == "open"
+    assert [i.id for i in triage.store.list("all")] == [incident.id]
+    assert any(e["event"] == "reopened" for e in reopened.timeline)
+    assert names(published) == ["IncidentOpened", "IncidentDiagnosed"]
+    assert published[0].detail["reopened"] is True  # fix_pr tells the pull request
 
-        reopened = triage.store.get(incident.id)
-        assert reopened.status == "open"
-        assert [i.id for i in triage.store.list("all")] == [incident.id]
-        assert any(e["event"] == "reopened" for e in reopened.timeline)
-        assert gh.comments(repo, pull.number), "the pull request is told the fix did not hold"
-        assert names(published)[-1] == "IncidentDiagnosed"
-    finally:
-        gh.stop()
+
+def test_without_a_merged_fix_a_new_firing_opens_a_new_incident(
+    triage: Triage, published: list[DomainEvent]
+) -> None:
+    first = crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1")
+    for status in ("firing", "resolved"):
+        (alert,) = triage.alerts_of(message({**first, "status": status}))
+        triage.handle_alert(alert)
+    (alert,) = triage.alerts_of(message({**first, "startsAt": "2024-11-19T09:40:00.000Z"}))
+    triage.handle_alert(alert)
+
+    assert len(triage.store.list("all")) == 2
+    assert "reopened" not in published[-2].detail
 
 
 def test_the_incident_keeps_its_alerts_graph_and_runbook_links(

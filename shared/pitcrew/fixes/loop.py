@@ -2,10 +2,10 @@
 request merged, say so on the pull request; when it fires again, reopen the incident and say
 so there too.
 
-``fix_pr`` calls ``on_incident_resolved`` for every ``IncidentResolved`` event. The diagnose
-pipeline calls ``on_incident_refired`` when an alert fires for a workload whose latest
-incident is resolved with a merged fix (before opening a new incident for it): the incident
-is reopened (``IncidentStore.reopen``) and the pull request is told.
+``fix_pr`` calls ``on_incident_resolved`` for every ``IncidentResolved`` event, and
+``on_incident_reopened`` for an ``IncidentOpened`` event marked ``reopened``: the diagnose
+pipeline reopens a resolved incident whose fix merged when its alert fires again
+(``pitcrew.incidents.triage``), and all GitHub writes stay in ``fix_pr``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pitcrew.fixes import render
 
 if TYPE_CHECKING:
     from pitcrew.github import GitHub
-    from pitcrew.incidents.store import Incident, IncidentStore
+    from pitcrew.incidents.store import IncidentStore
 
 
 def merged_fix(incident: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -51,25 +51,24 @@ def on_incident_resolved(
     return True
 
 
-def on_incident_refired(
-    incident_id: str,
+def on_incident_reopened(
+    incident: Mapping[str, Any],
     *,
     github: GitHub,
     store: IncidentStore,
     now: datetime | None = None,
-) -> Incident | None:
-    """Reopen a resolved incident whose merged fix did not hold, and say so on the pull
-    request. None (nothing done) when the incident has no merged fix."""
-    incident = store.get(incident_id)
-    pull = merged_fix(incident.as_api())
+) -> bool:
+    """Tell the merged fix that its alert fired again and the incident is reopened
+    (``incident``: the ``as_api()`` shape of an ``IncidentOpened`` event with ``reopened``).
+    False when the incident has no merged fix."""
+    pull = merged_fix(incident)
     if pull is None:
-        return None
-    moment = now or datetime.now(UTC)
-    if incident.status != "open":
-        incident = store.reopen(
-            incident_id, moment, f"the alert fired again after fix #{pull['number']} merged"
-        )
-    github.comment(
-        str(pull["repo"]), int(pull["number"]), render.refired_comment(incident.as_api())
+        return False
+    url = github.comment(str(pull["repo"]), int(pull["number"]), render.refired_comment(incident))
+    store.add_timeline(
+        str(incident["id"]),
+        "fix did not hold",
+        now or datetime.now(UTC),
+        detail=f"noted on pull request #{pull['number']}: {url}",
     )
-    return incident
+    return True

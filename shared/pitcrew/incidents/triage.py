@@ -12,7 +12,8 @@ redeliveries and Alertmanager resends never count an alert twice.
 An incident is diagnosed when it opens, and again when a diagnosis is missing (the attempt
 that opened it failed) or asked for; later alerts of the same storm only add to its count.
 An alert firing again within a week after its incident resolved with a merged fix reopens
-that incident, says so on the pull request (``pitcrew.fixes.loop``) and diagnoses it again.
+that incident (``IncidentOpened`` with ``reopened``, on which ``fix_pr`` tells the pull
+request) and diagnoses it again.
 Anything that fails raises, so the message is retried and, after the queue's
 ``maxReceiveCount``, kept in its dead-letter queue.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pitcrew.errors import BadRequestError
+from pitcrew.errors import BadRequestError, ConflictError
 from pitcrew.events import EventName, event, publish
 from pitcrew.incidents.alerts import Alert, alert_from_dict, subject_of
 from pitcrew.incidents.model import ClusterContext, Diagnosis, Subject
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
 
     from pitcrew.config import Config
-    from pitcrew.github import GitHub
 
 # A resolved incident whose fix merged is reopened when its alert fires again this soon.
 REFIRE_WINDOW = timedelta(days=7)
@@ -90,7 +90,6 @@ class Triage:
         clock: Callable[[], datetime] = _now,
         logger: Logger | None = None,
         metrics: Metrics | None = None,
-        github: GitHub | None = None,
     ) -> None:
         self.config = config
         self._store = store
@@ -101,7 +100,6 @@ class Triage:
         self._clock = clock
         self._logger = logger
         self._metrics = metrics
-        self._github_client = github
 
     @property
     def store(self) -> IncidentStore:
@@ -148,35 +146,43 @@ class Triage:
 
     def _reopen_if_fix_did_not_hold(self, subject: Subject, alert: Alert, now: datetime) -> bool:
         """An alert firing for a workload whose last incident resolved, within a week, after
-        its fix pull request merged: that incident is reopened (and the pull request told)
-        instead of a new one opening, and it is diagnosed again."""
-        workload = subject.workload
-        if workload is None or self.config.github is None:
+        its fix pull request merged: that incident is reopened instead of a new one opening,
+        and it is diagnosed again."""
+        latest = self._resolved_lately(subject, alert, now)
+        if latest is None:
             return False
+        from pitcrew.fixes.loop import merged_fix
+
+        pull = merged_fix(latest.as_api())
+        if pull is None:
+            return False
+        try:
+            incident = self.store.reopen(
+                latest.id, now, f"the alert fired again after fix #{pull['number']} merged"
+            )
+        except ConflictError:
+            return False  # another incident is open for the workload: the alert joins it
+        # fix_pr tells the pull request (pitcrew.fixes.loop.on_incident_reopened).
+        self._publish(
+            event(EventName.INCIDENT_OPENED, {**incident.as_api(), "reopened": True}, resources=())
+        )
+        return True
+
+    def _resolved_lately(self, subject: Subject, alert: Alert, now: datetime) -> Incident | None:
+        """The workload's latest incident if it resolved within ``REFIRE_WINDOW`` and
+        ``alert`` is a new firing, not a late redelivery of one that resolved."""
+        workload = subject.workload
+        if workload is None:
+            return None
         latest = self.store.latest_for(
             subject.cluster, subject.namespace, workload.kind, workload.name
         )
         if latest is None or latest.status != "resolved" or not latest.resolved_at:
-            return False
+            return None
         if latest.ended.get(alert.fingerprint) == alert.starts_at:
-            return False  # a late redelivery of an alert that already resolved
+            return None
         resolved_at = datetime.fromisoformat(latest.resolved_at.replace("Z", "+00:00"))
-        if now - resolved_at > REFIRE_WINDOW:
-            return False
-        from pitcrew.fixes.loop import merged_fix, on_incident_refired
-
-        if merged_fix(latest.as_api()) is None:
-            return False
-        reopened = on_incident_refired(latest.id, github=self._github(), store=self.store, now=now)
-        return reopened is not None
-
-    def _github(self) -> GitHub:
-        if self._github_client is None:
-            from pitcrew.github import connect
-
-            assert self.config.github is not None
-            self._github_client = connect(self.config.github)
-        return self._github_client
+        return latest if now - resolved_at <= REFIRE_WINDOW else None
 
     # -- diagnosis -----------------------------------------------------------------------
     def diagnose(self, incident: Incident, subject: Subject | None = None) -> Incident:
