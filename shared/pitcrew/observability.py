@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,10 +141,26 @@ def instrument(
 
     ``traced`` names the libraries X-Ray patches: by default powertools patches every one it
     supports that is installed, importing each at cold start whether the function uses it
-    or not. A function names what it calls (``("botocore", "httpx")``)."""
+    or not. A function names what it calls (``("botocore", "httpx")``). botocore, and any
+    library already imported, is patched now; another is patched when something first
+    imports it, so a library the function does not need this time is never loaded for
+    tracing alone."""
     protect_root_logger()
     keep_values_out_of_wire_logs()
     logger = Logger(service=function, logger_formatter=RedactingFormatter(), **logger_options)
     metrics = Metrics(namespace="pitcrew", service=function)
-    tracer = Tracer(service=function, patch_modules=tuple(traced))
+    now = tuple(name for name in traced if name == "botocore" or name in sys.modules)
+    tracer = Tracer(service=function, patch_modules=now or ("botocore",))
+    if not tracer.disabled:
+        for name in traced:
+            if name not in now:
+                _patch_when_imported(tracer, name)
     return Instruments(logger=logger, metrics=metrics, tracer=tracer)
+
+
+def _patch_when_imported(tracer: Tracer, name: str) -> None:
+    # wrapt is aws_xray_sdk's own dependency (it patches with it) and runs the hook at once
+    # if the library is imported in the meantime.
+    import wrapt
+
+    wrapt.register_post_import_hook(lambda _module: tracer.patch([name]), name)

@@ -97,3 +97,35 @@ def test_botocore_wire_records_with_a_secret_or_parameter_value_never_reach_a_lo
         logging.getLogger("botocore.endpoint").debug("Sending http request: %s", "GetQueueUrl")
     assert "ghp_wire_value" not in caplog.text and "wire-ssm-value" not in caplog.text
     assert "GetQueueUrl" in caplog.text
+
+
+def test_a_traced_library_is_patched_when_first_imported_not_at_cold_start() -> None:
+    # In a Lambda-like process (tracing on): httpx is not loaded for tracing alone, and is
+    # patched for X-Ray as soon as something imports it.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pitcrew.observability import instrument\n"
+        "instrument('trace-test', traced=('botocore', 'httpx'))\n"
+        "from aws_xray_sdk.core import patcher\n"
+        "assert 'httpx' not in sys.modules, 'imported at cold start'\n"
+        "assert 'botocore' in patcher._PATCHED_MODULES\n"
+        "import httpx\n"
+        "assert 'httpx' in patcher._PATCHED_MODULES, patcher._PATCHED_MODULES\n"
+    )
+    env = {
+        **os.environ,
+        "AWS_LAMBDA_FUNCTION_NAME": "pitcrew-trace-test",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+        "LAMBDA_TASK_ROOT": "/tmp",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",
+        "_X_AMZN_TRACE_ID": "Root=1-00000000-000000000000000000000000;Sampled=0",
+    }
+    env.pop("POWERTOOLS_TRACE_DISABLED", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr

@@ -20,16 +20,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from pitcrew import __version__
 from pitcrew.errors import ServiceError, TransientServiceError
 from pitcrew.observability import redact
 
+if TYPE_CHECKING:
+    import httpx
+
 # Webhooks answer in well under a second; a dead endpoint must not eat the function's time.
-TIMEOUT = httpx.Timeout(8.0, connect=3.0)
+# (httpx is imported on first use: an email-only configuration never needs it.)
+TIMEOUT_S, CONNECT_TIMEOUT_S = 8.0, 3.0
 USER_AGENT = f"pitcrew/{__version__} (+notify)"
 _BODY_EXCERPT = 200
 
@@ -150,8 +152,12 @@ class HttpDelivery:
         # Channels post from several threads at once: one of them builds the client.
         with self._lock:
             if self._client is None:
+                import httpx
+
                 self._client = httpx.Client(
-                    timeout=TIMEOUT, headers={"User-Agent": USER_AGENT}, follow_redirects=False
+                    timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+                    headers={"User-Agent": USER_AGENT},
+                    follow_redirects=False,
                 )
             return self._client
 
@@ -195,6 +201,8 @@ class HttpDelivery:
     def _attempt(
         self, url: str, body: bytes, headers: Mapping[str, str], judge: Judge
     ) -> tuple[Verdict, BaseException | None]:
+        import httpx  # already imported by self.client
+
         try:
             response = self.client.post(url, content=body, headers=headers)
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
