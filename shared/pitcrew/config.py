@@ -377,11 +377,15 @@ class GitopsConfig:
 @dataclass(frozen=True)
 class AnomalyConfig:
     """A day is an anomaly when it exceeds its baseline by both ``min_delta_usd`` and
-    ``min_ratio`` times, and by ``min_score`` robust deviations (MAD) of its group's noise."""
+    ``min_ratio`` times, and by ``min_score`` robust deviations (MAD) of its group's noise.
+    AWS Cost Anomaly Detection, when a monitor exists, is asked every ``aws_every_days``
+    (each ``GetAnomalies`` request costs $0.01; every other day keeps a run at two requests
+    at most, and AWS itself reports an anomaly a day or so after it starts)."""
 
     min_delta_usd: float = 20.0
     min_ratio: float = 1.5
     min_score: float = 3.5
+    aws_every_days: int = 2
 
 
 # Cost Explorer metrics GetCostAndUsage accepts.
@@ -1226,6 +1230,7 @@ _SECTIONS = (
                     _Field("min_delta_usd", _number(0)),
                     _Field("min_ratio", _number(1)),
                     _Field("min_score", _number(0)),
+                    _Field("aws_every_days", _integer_between(1, 7)),
                 ),
             ),
             _Field("metric", _choice(*COST_METRICS)),

@@ -231,6 +231,21 @@ def test_a_spike_is_alerted_once_with_the_changes_before_it_and_aws_duplicates_d
     assert harness.names() == []
     assert CostHistory().count_anomalies("aws") == 2
 
+    # AWS is asked every other day (costs.anomaly.aws_every_days): not on 2 March, again on
+    # the 3rd, over the days since it was last asked; what it reported before is not resent.
+    asked = [params for op, params in harness.fake.calls if op == "GetAnomalies"]
+    assert len(asked) == 1
+    harness.today = date(2024, 3, 3)
+    harness.fake.anomaly_items.append(aws_anomaly("AWS Lambda", "2024-03-01", 60.0, 5.0))
+    queue_cost_and_usage(cost_and_usage_page({"2024-03-02": {"Amazon EC2": 100.0}}))
+    harness.run(changes)
+    asked = [params for op, params in harness.fake.calls if op == "GetAnomalies"]
+    assert len(asked) == 2
+    assert asked[1]["DateInterval"]["StartDate"] <= "2024-03-01"
+    assert [(e.detail["service"], e.detail["date"]) for e in harness.published] == [
+        ("AWS Lambda", "2024-03-01")
+    ]
+
 
 def test_budget_thresholds_alert_once_a_month(harness: Harness) -> None:
     queue_cost_and_usage(cost_and_usage_page({day(n): flat(n) for n in range(10)}))

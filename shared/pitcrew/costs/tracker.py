@@ -12,7 +12,7 @@ Cost Explorer requests cost $0.01 each. A steady-state run makes one ``GetCostAn
 request (more only when the answer has pages); the month-end forecast is requested every
 ``costs.forecast_refresh_days`` and in between its daily rate is applied to fresh actuals;
 the anomaly monitors are looked for weekly (monthly once found) and ``GetAnomalies`` is
-only asked when one exists.
+asked, when one exists, every ``costs.anomaly.aws_every_days`` (2).
 """
 
 from __future__ import annotations
@@ -291,7 +291,15 @@ class CostTracker:
             state["monitors"] = monitors
         if not monitors.get("arns"):
             return []
-        found = provider.anomalies(check_from, today - timedelta(days=1))
+        every = self.costs.anomaly.aws_every_days
+        asked = state.get("aws_anomalies_checked_on")
+        if asked and (today - parse_day(asked)).days < every:
+            return []
+        # Anomalies that started since the last time AWS was asked, and the days this run
+        # checks itself: an anomaly AWS reports again is claimed once (CostHistory).
+        start = min(check_from, today - timedelta(days=every + 1))
+        found = provider.anomalies(start, today - timedelta(days=1))
+        state["aws_anomalies_checked_on"] = today.isoformat()
         ours = {(a.group, a.day) for a in flagged}
         merged: list[Anomaly] = []
         for anomaly in found:
