@@ -168,7 +168,15 @@ def test_jobs_of_cronjobs_belong_to_the_cronjob(job: str, owner: WorkloadRef) ->
 
 # ------------------------------------------------------------------ subjects of real alerts
 
-KSM = {"job": "kube-state-metrics", "container": "kube-state-metrics", "namespace": "monitoring"}
+# kube-prometheus-stack scrapes kube-state-metrics with honorLabels: a series without pod or
+# container labels of its own carries the exporter's pod and container (target labels).
+KSM = {
+    "job": "kube-state-metrics",
+    "container": "kube-state-metrics",
+    "namespace": "monitoring",
+    "pod": "kube-prometheus-stack-kube-state-metrics-6d8b7c9f5-vq8lz",
+    "service": "kube-prometheus-stack-kube-state-metrics",
+}
 
 
 @pytest.mark.parametrize(
@@ -267,7 +275,7 @@ KSM = {"job": "kube-state-metrics", "container": "kube-state-metrics", "namespac
             Category.ROLLOUT_STUCK,
         ),
         (
-            alert("KubeJobFailed", namespace="batch", job_name="db-migrate"),
+            alert("KubeJobFailed", **{**KSM, "namespace": "batch"}, job_name="db-migrate"),
             "Job",
             "db-migrate",
             "batch",
@@ -410,6 +418,52 @@ def test_without_a_pod_the_container_label_is_the_exporters() -> None:
         )
     )
     assert subject.container is None
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        alert("KubeJobFailed", **{**KSM, "namespace": "batch"}, job_name="db-migrate"),
+        alert("KubeNodeNotReady", **KSM, node="ip-10-20-3-41"),
+        alert("KubePersistentVolumeErrors", **KSM, persistentvolume="pvc-4b1e6f0c"),
+        # Same namespace as the exporter: its pod must not stand in for grafana's.
+        alert("KubeDeploymentReplicasMismatch", **KSM, deployment="grafana"),
+        alert("KubeStatefulSetReplicasMismatch", **KSM, statefulset="prometheus-main"),
+    ],
+)
+def test_the_exporters_own_pod_is_not_the_subject(given: Alert) -> None:
+    subject = subject_of(given)
+
+    assert (subject.pod, subject.container) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("given", "pod"),
+    [
+        (
+            alert(
+                "KubeJobFailed", namespace="batch", job_name="db-migrate", pod="db-migrate-x7k2p"
+            ),
+            "db-migrate-x7k2p",
+        ),
+        (
+            alert("KubeStatefulSetReplicasMismatch", namespace="d", statefulset="db", pod="db-1"),
+            "db-1",
+        ),
+        # A long Deployment name: its pods' names start with its first 58 characters.
+        (
+            alert(
+                "KubeDeploymentRolloutStuck",
+                namespace="d",
+                deployment="a" * 60,
+                pod="a" * 58 + "x7k2p",
+            ),
+            "a" * 58 + "x7k2p",
+        ),
+    ],
+)
+def test_a_pod_of_the_alerts_object_is_kept(given: Alert, pod: str) -> None:
+    assert subject_of(given).pod == pod
 
 
 def test_the_cluster_defaults_to_default() -> None:

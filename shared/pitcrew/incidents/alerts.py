@@ -281,6 +281,8 @@ _NOISE_LABELS = frozenset(
     }
 )
 _MAX_ALERT_NAME = 200
+# Kubernetes cuts the base of a generated name (generateName) to 58 characters.
+_MAX_GENERATED_BASE = 58
 
 _WORKLOAD_LABELS = (
     ("deployment", "Deployment"),
@@ -351,11 +353,15 @@ def subject_of(alert: Alert) -> Subject:
     cluster = labels.get("cluster") or DEFAULT_CLUSTER
     namespace = labels.get("namespace") or None
     pod = labels.get("pod") or None
-    # Without a pod, a `container` label is the exporter's own (kube-state-metrics).
-    container = (labels.get("container") or None) if pod else None
     node = labels.get("node") or None
     pvc = labels.get("persistentvolumeclaim") or None
     workload = _workload(alert, namespace, pod, node, pvc)
+    if pod and not _pod_of(workload, pod):
+        # The scrape target's pod (kube-state-metrics' own, on KubeJobFailed, KubeNodeNotReady,
+        # KubeDeploymentReplicasMismatch...), not one of the object's.
+        pod = None
+    # Without a pod, a `container` label is the exporter's own (kube-state-metrics).
+    container = (labels.get("container") or None) if pod else None
     if workload.kind in ("Node", "PersistentVolume"):
         # Cluster-scoped: the namespace label is where the exporter runs.
         namespace = None
@@ -372,11 +378,25 @@ def subject_of(alert: Alert) -> Subject:
     )
 
 
+def _pod_of(workload: WorkloadRef, pod: str) -> bool:
+    """Whether ``pod`` can be one of ``workload``'s pods: a controller's pods are named after
+    it (the name cut to ``_MAX_GENERATED_BASE`` characters for a long one); a cluster-scoped
+    object has none."""
+    if workload.kind in ("Node", "PersistentVolume"):
+        return False
+    if workload.kind in ("Pod", "Alert", "PersistentVolumeClaim"):
+        return True
+    return pod.startswith(workload.name[:_MAX_GENERATED_BASE])
+
+
 def _workload(
     alert: Alert, namespace: str | None, pod: str | None, node: str | None, pvc: str | None
 ) -> WorkloadRef:
     if alert.name in _NODE_ALERTS and node:
         return WorkloadRef("Node", node)
+    if alert.labels.get("persistentvolume") and not pvc:
+        # Before the pod: kube_persistentvolume_* series carry the exporter's pod label.
+        return WorkloadRef("PersistentVolume", alert.labels["persistentvolume"])
     namespaced = _namespaced_object(alert.labels, pod, pvc) if namespace else None
     if namespaced is not None:
         return namespaced
