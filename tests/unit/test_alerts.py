@@ -85,6 +85,7 @@ def _broken(change: Any) -> bytes:
     [
         (b"", "not valid JSON"),
         (b"{", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (b'"firing"', "got a JSON string"),
         (_broken(lambda d: d.pop("version")), "version: expected Alertmanager webhook version"),
         (_broken(lambda d: d.update(version=4)), "got 4"),

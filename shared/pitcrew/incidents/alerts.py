@@ -100,6 +100,8 @@ def parse_webhook(body: bytes | str) -> Webhook:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequestError("the body is not an Alertmanager webhook: nested too deeply") from exc
     return webhook_from_json(document)
 
 
