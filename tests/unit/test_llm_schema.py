@@ -100,6 +100,9 @@ def test_missing_keys_are_each_named() -> None:
         ),
         ('{"category": "oom_killed", ', "the answer is not valid JSON"),
         ("[1, 2]", "the answer must be a JSON object, got a list"),
+        ("[" * 100_000 + "]" * 100_000, "the answer is not valid JSON (the answer is nested"),
+        ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "the answer is not valid JSON"),
+        ('Here: {"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "the answer is not valid JSON"),
     ],
 )
 def test_text_that_is_not_an_object_is_refused(text: str, problem: str) -> None:
@@ -120,3 +123,19 @@ def test_a_rambling_answer_is_bounded() -> None:
     assert len(diagnosis.evidence) == MAX_EVIDENCE
     assert all(len(line) <= 400 for line in diagnosis.evidence)
     assert diagnosis.summary_line == "first line second line"
+
+
+def test_a_server_answer_nested_too_deeply_is_a_service_error() -> None:
+    import httpx
+
+    from pitcrew.errors import ServiceError
+    from pitcrew.llm.providers import OpenAICompatible
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=deep))
+    )
+    provider = OpenAICompatible(base_url="http://llm.invalid/v1", model="m", client=client)
+
+    with pytest.raises(ServiceError, match="not a Chat Completions answer"):
+        provider.complete([{"role": "user", "content": "hi"}])

@@ -154,7 +154,7 @@ class OpenAICompatible:
             answer = json.loads(text)
             choice = answer["choices"][0]
             content = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
             raise ServiceError(
                 self.name, f"not a Chat Completions answer: {_excerpt(text)}"
             ) from exc

@@ -43,10 +43,15 @@ def extract_json(text: str) -> Any:
         return json.loads(stripped)
     except ValueError:
         pass
+    except RecursionError as exc:
+        raise ValueError("the answer is nested too deeply") from exc
     start, end = stripped.find("{"), stripped.rfind("}")
     if start < 0 or end <= start:
         raise ValueError("the answer holds no JSON object")
-    return json.loads(stripped[start : end + 1])
+    try:
+        return json.loads(stripped[start : end + 1])
+    except RecursionError as exc:
+        raise ValueError("the answer is nested too deeply") from exc
 
 
 def problems_of(document: Any) -> list[str]:
