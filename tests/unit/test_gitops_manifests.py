@@ -163,3 +163,58 @@ def test_a_patch_already_in_git_is_no_change() -> None:
     source = Files({"apps/payments/api.yaml": deployment(memory="768Mi")})
     change = render_change(find_manifest(source, API, TEMPLATES, PATCH), PATCH)
     assert change.empty and change.diff == ""
+
+
+def test_a_patches_strategic_merge_file_that_sets_the_field_is_the_one_changed() -> None:
+    overlay = "clusters/prod-eu/payments/api"
+    replicas = "kind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 3\n"
+    memory = deployment(namespace=None, memory="600Mi")
+    source = Files(
+        {
+            **BASE,
+            f"{overlay}/kustomization.yaml": (
+                "resources:\n- ../../../../base/api\npatchesStrategicMerge:\n- patches.yaml\n"
+            ),
+            f"{overlay}/patches.yaml": replicas + "---\n" + memory,  # the second sets memory
+        }
+    )
+    target = find_manifest(source, API, TEMPLATES, PATCH)
+    assert (target.path, target.document) == (f"{overlay}/patches.yaml", 1)
+    change = render_change(target, PATCH)
+    assert change.files == {
+        f"{overlay}/patches.yaml": replicas + "---\n" + memory.replace("600Mi", "768Mi")
+    }
+
+
+@pytest.mark.parametrize(
+    ("kustomization", "expected"),
+    [
+        (  # CRLF line endings stay CRLF
+            "resources:\r\n- ../../../../base/api\r\npatchesStrategicMerge:\r\n- replicas.yaml\r\n",
+            "resources:\r\n- ../../../../base/api\r\npatchesStrategicMerge:\r\n- replicas.yaml\r\n"
+            "patches:\r\n- path: pitcrew-deployment-api.yaml\r\n",
+        ),
+        (  # a flow list of patches (a JSON 6902 one): the new entry is a mapping, braces kept
+            "resources: [../../../../base/api]\n"
+            "patches: [{path: ops.yaml, target: {kind: Deployment, name: api}}]\n",
+            "resources: [../../../../base/api]\npatches:\n"
+            "  - {path: ops.yaml, target: {kind: Deployment, name: api}}\n"
+            "  - path: pitcrew-deployment-api.yaml\n",
+        ),
+    ],
+)
+def test_the_new_patch_file_is_listed_in_the_kustomization_as_written(
+    kustomization: str, expected: str
+) -> None:
+    overlay = "clusters/prod-eu/payments/api"
+    source = Files(
+        {
+            **BASE,
+            f"{overlay}/kustomization.yaml": kustomization,
+            f"{overlay}/replicas.yaml": "kind: Deployment\nmetadata:\n  name: api\n",
+            f"{overlay}/ops.yaml": "- op: replace\n  path: /spec/replicas\n  value: 3\n",
+        }
+    )
+    change = render_change(find_manifest(source, API, TEMPLATES, PATCH), PATCH)
+    assert change.files[f"{overlay}/kustomization.yaml"] == expected
+    assert yaml.safe_load(expected)["patches"][-1] == {"path": "pitcrew-deployment-api.yaml"}

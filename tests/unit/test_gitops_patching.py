@@ -147,3 +147,66 @@ def test_a_two_space_sequence_style_file_keeps_its_style() -> None:
     assert changed_lines(text, patched) == [
         ("              cpu: 500m", '              cpu: "1"'),
     ]
+
+
+CRLF_MANIFEST = (
+    "apiVersion: apps/v1\r\nkind: Deployment\r\nmetadata:\r\n  name: api # the API\r\n"
+    "spec:\r\n  template:\r\n    spec:\r\n      containers:\r\n      - name: api\r\n"
+    "        resources:\r\n          limits:\r\n            memory: 512Mi\r\n"
+    "---\r\napiVersion: v1\r\nkind: Service\r\nmetadata:\r\n  name: api\r\n"
+)
+
+
+def test_a_crlf_file_keeps_its_line_endings() -> None:
+    patch = deployment_patch({"resources": {"limits": {"memory": "1Gi"}}})
+    patched = apply_patch(CRLF_MANIFEST, 0, patch)
+    assert patched == CRLF_MANIFEST.replace("memory: 512Mi", "memory: 1Gi")
+
+
+def test_a_byte_order_mark_is_kept() -> None:
+    text = "\ufeff" + CRLF_MANIFEST.replace("\r\n", "\n")
+    patched = apply_patch(text, 0, deployment_patch({"resources": {"limits": {"memory": "1Gi"}}}))
+    assert patched == text.replace("memory: 512Mi", "memory: 1Gi")
+
+
+ANCHORED = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+x-limits: &limits
+  memory: 512Mi
+spec:
+  template:
+    spec:
+      containers:
+      - &api
+        name: api
+        resources:
+          limits: *limits
+          requests: *limits
+      - <<: *api
+        name: worker
+"""
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        {"resources": {"limits": {"memory": "1Gi"}}},  # limits is an alias of requests too
+        {"env": [{"name": "GOMEMLIMIT", "value": "900MiB"}]},  # the worker merges <<: *api
+    ],
+)
+def test_a_patch_through_a_shared_anchor_is_refused(container: dict[str, Any]) -> None:
+    # Writing through an anchor would change every place that aliases it as well.
+    with pytest.raises(BadRequestError, match="anchor"):
+        apply_patch(ANCHORED, 0, deployment_patch(container))
+
+
+def test_an_anchor_nobody_aliases_is_patched() -> None:
+    text = ANCHORED.replace("*limits", "{memory: 512Mi}").replace("      - <<: *api\n", "")
+    text = text.replace("        name: worker\n", "")
+    patched = apply_patch(text, 0, deployment_patch({"resources": {"limits": {"memory": "1Gi"}}}))
+    assert changed_lines(text, patched) == [
+        ("          limits: {memory: 512Mi}", "          limits: {memory: 1Gi}"),
+    ]

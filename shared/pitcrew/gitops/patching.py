@@ -25,6 +25,9 @@ from pitcrew.errors import BadRequestError
 
 _DOCUMENT_START = re.compile(r"^---(?:[ \t].*)?$")
 _DOCUMENT_END = re.compile(r"^\.\.\.[ \t]*(?:#.*)?\r?\n?(?:\s*(?:#.*)?\r?\n?)*\Z", re.MULTILINE)
+# An alias (``*name``, also in a merge key ``<<: *name``): the anchors a document shares.
+_ALIAS = re.compile(r"(?<![\w*&])\*([^\s,\[\]{}]+)")
+BOM = "\ufeff"
 # Lists that strategic merge combines item by item, and the key that identifies an item.
 MERGE_KEYS: Mapping[str, str] = {
     "containers": "name",
@@ -203,9 +206,43 @@ def _scalar_like(current: Any, value: Any) -> Any:
     return value
 
 
-def _merge(target: Any, patch: Mapping[str, Any], where: str) -> None:
+def _anchor(node: Any) -> str | None:
+    anchor = getattr(node, "anchor", None)
+    return getattr(anchor, "value", None)
+
+
+def _keep_anchors(node: Any, seen: set[int] | None = None) -> None:
+    """Have ruamel write back every anchor of a collection, aliased or not (by default it
+    drops the ones nothing refers to, changing a line the patch did not touch)."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+    seen = set() if seen is None else seen
+    if isinstance(node, CommentedMap | CommentedSeq) and id(node) not in seen:
+        seen.add(id(node))
+        if _anchor(node) is not None:
+            node.yaml_set_anchor(_anchor(node), always_dump=True)
+        for child in node.values() if isinstance(node, CommentedMap) else node:
+            _keep_anchors(child, seen)
+
+
+def _unshared(node: Any, path: str, aliased: frozenset[str]) -> Any:
+    """``node``, which the patch writes into; refused when other places alias it (a change
+    there would reach them too, beyond what the patch and its allowlist check say)."""
+    name = _anchor(node)
+    if name is not None and name in aliased:
+        raise BadRequestError(
+            f"{path or 'the document'} is the YAML anchor &{name}, which other places alias: "
+            "patching it would change them too; change the manifest by hand"
+        )
+    return node
+
+
+def _merge(
+    target: Any, patch: Mapping[str, Any], where: str, aliased: frozenset[str] = frozenset()
+) -> None:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    _unshared(target, where, aliased)
     for key, value in patch.items():
         path = f"{where}.{key}" if where else str(key)
         if isinstance(key, str) and key.startswith("$"):
@@ -215,11 +252,11 @@ def _merge(target: Any, patch: Mapping[str, Any], where: str) -> None:
             target.pop(key, None)
         elif isinstance(value, Mapping):
             if isinstance(current, CommentedMap):
-                _merge(current, value, path)
+                _merge(current, value, path, aliased)
             else:
                 target[key] = _plain(value)
         elif isinstance(value, list) and key in MERGE_KEYS and isinstance(current, CommentedSeq):
-            _merge_list(current, value, MERGE_KEYS[key], path)
+            _merge_list(_unshared(current, path, aliased), value, MERGE_KEYS[key], path, aliased)
         elif isinstance(value, list):
             if current != value:
                 target[key] = _plain(value)
@@ -227,7 +264,13 @@ def _merge(target: Any, patch: Mapping[str, Any], where: str) -> None:
             target[key] = _scalar_like(current, value)
 
 
-def _merge_list(current: Any, items: list[Any], merge_key: str, path: str) -> None:
+def _merge_list(
+    current: Any,
+    items: list[Any],
+    merge_key: str,
+    path: str,
+    aliased: frozenset[str] = frozenset(),
+) -> None:
     """Strategic merge of a keyed list: items merge into the one with the same key, or
     are appended."""
     from ruamel.yaml.comments import CommentedMap
@@ -246,12 +289,14 @@ def _merge_list(current: Any, items: list[Any], merge_key: str, path: str) -> No
         if existing is None:
             current.append(_plain(item))
         else:
-            _merge(existing, item, f"{path}[{merge_key}={item[merge_key]}]")
+            _merge(existing, item, f"{path}[{merge_key}={item[merge_key]}]", aliased)
 
 
 def patch_document(chunk: str, patch: Mapping[str, Any]) -> str:
     """One document's text with ``patch`` merged in; everything the patch does not touch is
-    written back as it was."""
+    written back as it was (its line endings and byte order mark too)."""
+    bom = BOM if chunk.startswith(BOM) else ""
+    chunk = chunk.removeprefix(bom)
     lines = chunk.splitlines(keepends=True)
     head = ""
     if lines and _DOCUMENT_START.match(lines[0].rstrip("\r\n")):
@@ -263,18 +308,27 @@ def patch_document(chunk: str, patch: Mapping[str, Any]) -> str:
     match = _DOCUMENT_END.search(body)
     if match is not None:
         body, end = body[: match.start()], body[match.start() :]
+    crlf, body = _lf(body)
     handler = _round_trip(body)
     data = handler.load(body)
     if not isinstance(data, Mapping):
         raise BadRequestError("the manifest document is not a mapping")
-    _merge(data, strip_identity(patch), "")
+    _keep_anchors(data)
+    _merge(data, strip_identity(patch), "", frozenset(_ALIAS.findall(body)))
     out = io.StringIO()
     handler.dump(data, out)
     text = out.getvalue()
     # The dump ends with exactly one newline; keep the blank lines the chunk ended with.
-    trailing = body[len(body.rstrip("\r\n")) :]
+    trailing = body[len(body.rstrip("\n")) :]
     text = text.rstrip("\n") + (trailing or "")
-    return head + text + end
+    return bom + head + (text.replace("\n", "\r\n") if crlf else text) + end
+
+
+def _lf(text: str) -> tuple[bool, str]:
+    """(whether every line of ``text`` ends in CRLF, ``text`` with LF endings then): the
+    round trip reads and writes LF, and a CRLF file is written back as CRLF."""
+    crlf = "\r\n" in text and text.count("\n") == text.count("\r\n")
+    return crlf, text.replace("\r\n", "\n") if crlf else text
 
 
 def apply_patch(text: str, index: int, patch: Mapping[str, Any]) -> str:
@@ -312,6 +366,8 @@ def dump_new(value: Mapping[str, Any]) -> str:
 def add_list_entry(chunk: str, key: str, entry: Any) -> str:
     """A mapping document with ``entry`` appended to its list ``key`` (created at the end
     when missing), written back round-trip (kustomization.yaml's ``patches``)."""
+    bom = BOM if chunk.startswith(BOM) else ""
+    crlf, chunk = _lf(chunk.removeprefix(bom))
     handler = _round_trip(chunk)
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -321,11 +377,17 @@ def add_list_entry(chunk: str, key: str, entry: Any) -> str:
     if not isinstance(data, CommentedMap):
         raise BadRequestError("the kustomization is not a mapping")
 
+    _keep_anchors(data)
     current = data.get(key)
     if isinstance(current, CommentedSeq):
+        if current.fa.flow_style():
+            # ruamel writes a one-key mapping in a flow list without its braces, a form
+            # some readers refuse: the list becomes a block list, its entries kept as written.
+            current.fa.set_block_style()
         current.append(_plain(entry))
     else:
         data[key] = _plain([entry])
     out = io.StringIO()
     handler.dump(data, out)
-    return out.getvalue()
+    text = out.getvalue()
+    return bom + (text.replace("\n", "\r\n") if crlf else text)
