@@ -56,7 +56,7 @@ def test_costs_answers_series_change_and_anomalies(client: Client) -> None:
     assert body["budgets"][0]["name"] == "monthly_total"
 
 
-@pytest.mark.parametrize("days", ["0", "abc", "-3", "400", "1.5"])
+@pytest.mark.parametrize("days", ["0", "abc", "-3", "400", "1.5", "%C2%B2", "9" * 5000])
 def test_costs_refuses_a_bad_days(client: Client, days: str) -> None:
     response = client.http.get(f"/costs?days={days}", headers=AUTH)
     assert response.status_code == 400

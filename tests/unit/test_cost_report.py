@@ -20,10 +20,13 @@ def test_days_accepted(raw: str | None, days: int) -> None:
     assert parse_days(raw) == days
 
 
-@pytest.mark.parametrize("raw", ["0", "397", "-1", "7d", "1e3", "2.5"])
+@pytest.mark.parametrize(
+    "raw", ["0", "397", "-1", "7d", "1e3", "2.5", "\u00b2", "\u0663", "9" * 5000]
+)
 def test_days_refused_with_a_reason(raw: str) -> None:
-    with pytest.raises(BadRequestError, match="days must be"):
+    with pytest.raises(BadRequestError, match="days must be") as refused:
         parse_days(raw)
+    assert len(str(refused.value)) < 120  # a huge value is not echoed back whole
 
 
 def test_label_values_are_escaped_as_the_text_format_wants() -> None:

@@ -25,8 +25,11 @@ def parse_days(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_DAYS
     text = raw.strip()
-    if not text.isdigit():
-        raise BadRequestError(f"days must be a whole number from 1 to {MAX_DAYS}, got {raw!r}")
+    # ASCII digits only ("²" is a digit to str.isdigit but not to int), and few of them:
+    # int() refuses more than 4300 digits, and the error repeats what it was given.
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        shown = raw if len(raw) <= 20 else raw[:20] + "..."
+        raise BadRequestError(f"days must be a whole number from 1 to {MAX_DAYS}, got {shown!r}")
     days = int(text)
     if not 1 <= days <= MAX_DAYS:
         raise BadRequestError(f"days must be from 1 to {MAX_DAYS}, got {days}")
