@@ -68,3 +68,28 @@ def test_reads_through_the_api_with_the_operator_token(monkeypatch: pytest.Monke
         assert request.header("Authorization") == "Bearer tok-123456"
     finally:
         api.stop()
+
+
+def test_api_problems_are_errors_naming_them_not_tracebacks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PITCREW_API_TOKEN", raising=False)
+    assert main(["costs", "--api", "http://127.0.0.1:9"]) == 2
+    assert "PITCREW_API_TOKEN" in capsys.readouterr().err
+
+    monkeypatch.setenv("PITCREW_API_TOKEN", "tok-123456")
+    closed = FakeService("closed")
+    closed.start()
+    url = closed.url
+    closed.stop()  # nothing listens there any more
+    assert main(["costs", "--api", url]) == 1
+    assert f"cannot reach {url}" in capsys.readouterr().err
+
+    html = FakeService("not pitcrew")
+    html.reply("GET", "/costs", Reply(200, b"<html>login</html>"))
+    html.start()
+    try:
+        assert main(["costs", "--api", html.url]) == 1
+        assert "did not answer JSON" in capsys.readouterr().err
+    finally:
+        html.stop()

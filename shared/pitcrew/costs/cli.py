@@ -9,7 +9,8 @@ Where the numbers come from (the first that applies):
 2. otherwise the costs table itself, as the functions find it: ``$COSTS_TABLE`` and the
    usual AWS credentials, ``$AWS_ENDPOINT_URL`` for an emulator.
 
-Exit codes: 0 success, 1 the source failed, 2 bad input (``--days`` out of range, no source).
+Exit codes: 0 success, 1 the source failed or cannot be reached, 2 bad input (``--days`` out of
+range, no source, ``--api`` without ``$PITCREW_API_TOKEN``).
 """
 
 from __future__ import annotations
@@ -56,18 +57,28 @@ def fetch_report(days: int, api: str | None) -> dict[str, Any]:
     if api:
         import httpx
 
-        token = os.environ.get("PITCREW_API_TOKEN", "")
-        response = httpx.get(
-            f"{api.rstrip('/')}/costs",
-            params={"days": str(days)},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30.0,
-        )
-        if response.status_code != 200:
-            from pitcrew.errors import ServiceError
+        from pitcrew.errors import BadRequestError, ServiceError
 
+        token = os.environ.get("PITCREW_API_TOKEN", "").strip()
+        if not token:
+            raise BadRequestError("--api needs the operator token in PITCREW_API_TOKEN")
+        try:
+            response = httpx.get(
+                f"{api.rstrip('/')}/costs",
+                params={"days": str(days)},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30.0,
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise ServiceError("pitcrew api", f"cannot reach {api}: {exc}") from exc
+        if response.status_code != 200:
             raise ServiceError("pitcrew api", f"HTTP {response.status_code}: {response.text[:200]}")
-        document: dict[str, Any] = response.json()
+        try:
+            document = response.json()
+        except ValueError as exc:
+            raise ServiceError("pitcrew api", f"{api}/costs did not answer JSON") from exc
+        if not isinstance(document, dict):
+            raise ServiceError("pitcrew api", f"{api}/costs did not answer a cost report")
         return document
     from pitcrew.config import load_config
     from pitcrew.costs.history import CostHistory
@@ -90,6 +101,8 @@ def run_costs(args: argparse.Namespace) -> int:
         )
     try:
         report = fetch_report(days, args.api)
+    except InputError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except PitcrewError as exc:
         return _fail(str(exc), EXIT_FAILED)
     except OSError as exc:
