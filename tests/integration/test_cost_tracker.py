@@ -326,3 +326,36 @@ def test_the_handler_runs_on_the_scheduled_event(stack: Any, capsys: Any) -> Non
     assert report["providers"][0]["backfill"] is True
     assert report["cost_explorer_requests"] >= 1
     assert '"CostExplorerRequests"' in capsys.readouterr().out  # the EMF metric
+
+
+def test_two_group_by_keys_tag_values_and_one_alert_when_aws_names_the_service(
+    stack: Any,
+) -> None:
+    """group_by [SERVICE, TAG:Environment]: Cost Explorer answers two Keys per group, the
+    tag's as ``Environment$prod`` (``Environment$`` untagged); AWS Cost Anomaly Detection
+    names only the service, which is the same anomaly as pitcrew's on that service's group."""
+    harness = Harness(
+        CostsConfig(backfill_days=40, settle_days=3, group_by=("SERVICE", "TAG:Environment"))
+    )
+    days = {
+        d: {
+            f"Amazon EC2 | Environment${'prod' if name == 'Amazon EC2' else ''}": amount
+            for name, amount in groups.items()
+        }
+        for d, groups in spiky_month().items()
+    }
+    days["2024-02-28"]["Amazon EC2 | Environment$prod"] = 400.0
+    definitions = ({"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "TAG", "Key": "Environment"})
+    queue_cost_and_usage(cost_and_usage_page(days, group_by=definitions))
+    harness.fake.monitors = ["arn:aws:ce::123456789012:anomalymonitor/services"]
+    harness.fake.anomaly_items = [aws_anomaly("Amazon EC2", "2024-02-28", 400.0, 100.0)]
+    harness.run()
+    request = next(params for op, params in harness.fake.calls if op == "GetCostAndUsage")
+    assert request["GroupBy"] == list(definitions)
+    stored = harness.history.days("aws", date(2024, 2, 28), date(2024, 2, 29))[0]
+    assert stored.groups["Amazon EC2 | Environment$prod"] == 400.0
+    assert "Amazon EC2 | Environment$" in stored.groups
+    alerts = [e.detail for e in harness.published if e.name.value == "CostAnomalyDetected"]
+    assert [(a["service"], a["date"], a["source"]) for a in alerts] == [
+        ("Amazon EC2 | Environment$prod", "2024-02-28", "pitcrew")
+    ]

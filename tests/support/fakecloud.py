@@ -31,8 +31,11 @@ def cost_and_usage_page(
     metric: str = "UnblendedCost",
     estimated: set[str] | frozenset[str] = frozenset(),
     next_token: str | None = None,
+    group_by: tuple[dict[str, str], ...] = ({"Type": "DIMENSION", "Key": "SERVICE"},),
 ) -> dict[str, Any]:
-    """One GetCostAndUsage answer, DAILY, grouped (as Cost Explorer returns it)."""
+    """One GetCostAndUsage answer, DAILY, grouped (as Cost Explorer returns it). Grouped by
+    two keys, a group named ``"Amazon EC2 | Environment$prod"`` has those two ``Keys`` (a
+    tag's key is ``tagkey$value``, ``tagkey$`` when untagged)."""
     from datetime import timedelta
 
     results = []
@@ -44,7 +47,7 @@ def cost_and_usage_page(
                 "Total": {},
                 "Groups": [
                     {
-                        "Keys": [name],
+                        "Keys": name.split(" | ") if len(group_by) > 1 else [name],
                         "Metrics": {metric: {"Amount": f"{amount:.10f}", "Unit": "USD"}},
                     }
                     for name, amount in sorted(groups.items())
@@ -53,7 +56,7 @@ def cost_and_usage_page(
             }
         )
     page: dict[str, Any] = {
-        "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"}],
+        "GroupDefinitions": list(group_by),
         "ResultsByTime": results,
         "DimensionValueAttributes": [],
     }

@@ -27,7 +27,12 @@ from pitcrew.config import CostsConfig
 from pitcrew.costs.detect import Thresholds, detect, episodes
 from pitcrew.costs.history import CostHistory
 from pitcrew.costs.model import Anomaly, DailyCosts, Forecast, parse_day
-from pitcrew.costs.providers import AwsCosts, CostProvider, DataUnavailableError
+from pitcrew.costs.providers import (
+    GROUP_SEPARATOR,
+    AwsCosts,
+    CostProvider,
+    DataUnavailableError,
+)
 from pitcrew.costs.related import RecentChanges
 from pitcrew.errors import PitcrewError
 from pitcrew.events import DomainEvent, EventName, event
@@ -300,10 +305,16 @@ class CostTracker:
         start = min(check_from, today - timedelta(days=every + 1))
         found = provider.anomalies(start, today - timedelta(days=1))
         state["aws_anomalies_checked_on"] = today.isoformat()
-        ours = {(a.group, a.day) for a in flagged}
+        # AWS names a service; grouped by two keys, pitcrew's group is "service | tag$value"
+        # and any of a service's groups covers it.
+        ours = {(_first_key(a.group), a.day) for a in flagged}
+        until_by_service: dict[str, date] = {}
+        for group, last_day in episodes_until.items():
+            key = _first_key(group)
+            until_by_service[key] = max(last_day, until_by_service.get(key, last_day))
         merged: list[Anomaly] = []
         for anomaly in found:
-            until = episodes_until.get(anomaly.group)
+            until = until_by_service.get(anomaly.group)
             covered = until is not None and anomaly.day <= until and (until - anomaly.day).days < 14
             if (anomaly.group, anomaly.day) in ours or covered:
                 continue  # the same service and day pitcrew reports itself
@@ -439,6 +450,10 @@ class CostTracker:
         self.metrics.add_metric("AnomaliesFound", MetricUnit.Count, len(report.anomalies))
         self.metrics.add_metric("CostExplorerRequests", MetricUnit.Count, report.ce_requests)
         self.metrics.add_metric("BudgetAlerts", MetricUnit.Count, len(report.budget_alerts))
+
+
+def _first_key(group: str) -> str:
+    return group.split(GROUP_SEPARATOR, 1)[0]
 
 
 def _group_amount(costs: DailyCosts, name: str) -> float:
