@@ -117,3 +117,21 @@ def test_ids_are_ulids_ordered_by_time() -> None:
     assert earlier < later
     assert new_id(T0) != earlier  # random part
     assert new_id(T0, randbits=lambda bits: 0).endswith("0" * 16)
+
+
+def test_the_timeline_names_the_volume_of_a_volume_alert_not_the_kubelets_node() -> None:
+    from pitcrew.incidents.store import _alert_detail
+
+    document = json.loads(load_raw("alertmanager/firing-oom.json"))
+    document["alerts"][0]["labels"] = {
+        "alertname": "KubePersistentVolumeFillingUp",
+        "namespace": "data",
+        "persistentvolumeclaim": "data-kafka-0",
+        "node": "ip-10-20-1-5.eu-west-1.compute.internal",
+        "job": "kubelet",
+    }
+    (alert,) = parse_webhook(json.dumps(document)).alerts
+
+    assert _alert_detail(alert, subject_of(alert)).startswith(
+        "KubePersistentVolumeFillingUp firing on data-kafka-0"
+    )

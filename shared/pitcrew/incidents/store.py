@@ -229,7 +229,8 @@ class Incident:
 
 def _alert_detail(alert: Alert, subject: Subject) -> str:
     workload = subject.workload.name if subject.workload is not None else None
-    where = subject.pod or subject.node or subject.pvc or workload
+    # A volume alert's `node` label is the kubelet that reported it, not what it is about.
+    where = subject.pod or subject.pvc or subject.node or workload
     summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
     text = f"{alert.name} {alert.status}" + (f" on {where}" if where else "")
     return f"{text}: {summary}"[:300] if summary else text
