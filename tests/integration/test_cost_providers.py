@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -72,6 +72,36 @@ def test_azure_reads_every_page_of_the_query(azure_fake: FakeService) -> None:
     }
     assert body["dataset"]["grouping"] == [{"type": "Dimension", "name": "ServiceName"}]
     assert queries[0].query["api-version"] == ["2023-03-01"]
+
+
+def test_azure_backfill_is_asked_in_windows_of_31_days_and_204_is_no_spend() -> None:
+    """A Daily query longer than 31 days would be cut short by Azure (the fake does as the
+    guardrails say): the early days would read as no spend. 90 days are three queries."""
+    start = date(2024, 1, 1)
+    rows = [
+        [10.0, int((start + timedelta(days=n)).strftime("%Y%m%d")), "VMs", "USD"] for n in range(90)
+    ]
+    service = azure_cost_management(rows, page_size=100).start()
+    try:
+        provider = azure_provider(service.url)
+        days = provider.daily_costs(start, start + timedelta(days=90))
+        assert [d.total for d in days] == [10.0] * 90
+        periods = [q.json()["timePeriod"] for q in service.received("POST", "/subscriptions/")]
+        assert [(p["from"][:10], p["to"][:10]) for p in periods] == [
+            ("2024-01-01", "2024-01-31"),
+            ("2024-02-01", "2024-03-02"),
+            ("2024-03-03", "2024-03-30"),
+        ]
+        service.reply(
+            "POST", r"^/(?P<scope>.+)/providers/Microsoft\.CostManagement/query$", Reply(204)
+        )
+        nothing = provider.daily_costs(date(2024, 4, 1), date(2024, 4, 3))
+        assert [(d.day.isoformat(), d.groups) for d in nothing] == [
+            ("2024-04-01", {}),
+            ("2024-04-02", {}),
+        ]
+    finally:
+        service.stop()
 
 
 def test_azure_wrong_secret_is_a_clear_error(azure_fake: FakeService) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,8 +36,6 @@ def cost_and_usage_page(
     """One GetCostAndUsage answer, DAILY, grouped (as Cost Explorer returns it). Grouped by
     two keys, a group named ``"Amazon EC2 | Environment$prod"`` has those two ``Keys`` (a
     tag's key is ``tagkey$value``, ``tagkey$`` when untagged)."""
-    from datetime import timedelta
-
     results = []
     for day, groups in sorted(days.items()):
         end = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
@@ -162,8 +160,10 @@ def azure_cost_management(
     secret: str = "azure-secret-value",  # noqa: S107 - the fake's own test credential
 ) -> FakeService:
     """Token endpoint ``POST /{tenant}/oauth2/v2.0/token`` and the Query API ``POST
-    {scope}/providers/Microsoft.CostManagement/query`` answering ``rows`` (``[cost,
-    yyyymmdd, service, currency]``) ``page_size`` at a time through ``nextLink``."""
+    {scope}/providers/Microsoft.CostManagement/query`` answering the ``rows`` (``[cost,
+    yyyymmdd, service, currency]``) of the body's ``timePeriod`` ``page_size`` at a time
+    through ``nextLink``. A Daily period longer than 31 days is cut to its last 31, without
+    an error, as Microsoft's query guardrails describe."""
     service = FakeService("azure")
 
     @service.route("POST", "/{tenant}/oauth2/v2.0/token")
@@ -185,9 +185,13 @@ def azure_cost_management(
     def query(request: Request) -> Reply:
         if request.header("Authorization") != "Bearer azure-token":
             return Reply(401, {"error": {"code": "AuthenticationFailed", "message": "no"}})
+        period = request.json()["timePeriod"]
+        last = date.fromisoformat(period["to"][:10])
+        first = max(date.fromisoformat(period["from"][:10]), last - timedelta(days=30))
+        chosen = [r for r in rows if first <= date.fromisoformat(_iso(r[1])) <= last]
         skip = int(request.query.get("$skiptoken", ["0"])[0])
-        page = rows[skip : skip + page_size]
-        more = skip + page_size < len(rows)
+        page = chosen[skip : skip + page_size]
+        more = skip + page_size < len(chosen)
         scope = request.params["scope"]
         next_link = (
             f"{service.url}/{scope}/providers/Microsoft.CostManagement/query"
@@ -218,6 +222,11 @@ def azure_cost_management(
         )
 
     return service
+
+
+def _iso(yyyymmdd: int) -> str:
+    text = str(yyyymmdd)
+    return f"{text[:4]}-{text[4:6]}-{text[6:]}"
 
 
 # -- BigQuery -----------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ The query asks ``ActualCost`` for a custom period, ``Daily`` granularity, the su
 ``Cost`` grouped by the ``ServiceName`` dimension; answers come in pages linked by
 ``properties.nextLink``, each a table (``columns`` + ``rows``). Amounts are in the billing
 currency (``Currency`` column), assumed to be USD.
+
+A ``Daily`` query covers at most 31 days (Microsoft's query guardrails: a longer period is
+cut to its last month without an error, and the missing days would read as no spend), so
+a backfill is asked in windows of 31 days; a steady-state run stays one query.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pitcrew.errors import ServiceError
 
 API_VERSION = "2023-03-01"
 MAX_PAGES = 200
+MAX_QUERY_DAYS = 31
 _COST_COLUMNS = ("Cost", "PreTaxCost", "CostUSD", "totalCost")
 
 
@@ -69,6 +74,17 @@ class AzureCosts:
         return str(token)
 
     def daily_costs(self, start: date, end: date) -> list[DailyCosts]:
+        groups: dict[date, dict[str, float]] = {}
+        window = start
+        while window < end:
+            until = min(end, window + timedelta(days=MAX_QUERY_DAYS))
+            groups.update(self._query(window, until))
+            window = until
+        # The query covers every day: a day without rows cost nothing.
+        return [DailyCosts(self.name, day, g) for day, g in sorted(groups.items())]
+
+    def _query(self, start: date, end: date) -> dict[date, dict[str, float]]:
+        """Every page of one query over [start, end), at most ``MAX_QUERY_DAYS`` days."""
         management = self.config.management_url.get().rstrip("/")
         url: str | None = (
             f"{management}{self.config.scope}/providers/Microsoft.CostManagement/query"
@@ -97,11 +113,12 @@ class AzureCosts:
             url = properties.get("nextLink")
         else:
             raise ServiceError("azure", f"more than {MAX_PAGES} pages of costs")
-        # The query covers every day: a day without rows cost nothing.
-        return [DailyCosts(self.name, day, g) for day, g in sorted(groups.items())]
+        return groups
 
 
 def _add_rows(groups: dict[date, dict[str, float]], properties: dict[str, Any]) -> None:
+    if not properties.get("rows"):
+        return  # no rows (or 204 No Content): nothing spent, whatever the columns say
     names = [str(c.get("name")) for c in properties.get("columns", [])]
     try:
         cost = next(names.index(c) for c in _COST_COLUMNS if c in names)

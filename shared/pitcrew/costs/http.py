@@ -54,7 +54,8 @@ class JsonHttp:
         params: Mapping[str, str] | None = None,
         token: str | None = None,
     ) -> Any:
-        """The JSON answer of a 2xx; retried on 429, 5xx and transport errors."""
+        """The JSON answer of a 2xx (None when it has no body); retried on 429, 5xx and
+        transport errors."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         reason = ""
         for attempt in range(1, self.max_attempts + 1):
@@ -68,6 +69,8 @@ class JsonHttp:
                 wait = self.base_delay_s * 2 ** (attempt - 1)
             else:
                 if response.is_success:
+                    if response.status_code == 204 or not response.content:
+                        return None  # Cost Management answers 204 when it has nothing
                     try:
                         return response.json()
                     except ValueError as exc:
