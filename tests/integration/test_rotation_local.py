@@ -10,6 +10,7 @@ at a failed step. The rotation is then run again with ``rotate_secret``.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from pitcrew.local.runtime import LocalRuntime
+from pitcrew.rotation.postgres import scram_verifier
 from pitcrew.rotation.store import keep_values_out_of_wire_logs
 from tests.conftest import LOCAL_CONFIG
 from tests.support.fakevault import FakeVault
@@ -212,6 +214,9 @@ def test_single_user_postgres_old_password_fails_new_one_logs_in(
     assert new["username"] == "single_app"
     assert postgres.can_log_in("single_app", new["password"])
     assert not postgres.can_log_in("single_app", "single-app-old-password")
+    # The server logs every statement and its parameters: the new password is not there.
+    assert "ALTER ROLE" in postgres.log()
+    assert new["password"] not in postgres.log()
     assert labels(runtime, arn).keys() == {
         staged(runtime, arn, "AWSCURRENT")["VersionId"],
         staged(runtime, arn, "AWSPREVIOUS")["VersionId"],
@@ -278,6 +283,19 @@ def test_alternating_users_never_fail_a_client_polling_awscurrent(
     assert (current["username"], previous["username"]) == ("orders", "orders_clone")
     assert _login(postgres, json.dumps(current))
     assert not postgres.can_log_in("orders", "orders-first-password")
+    assert "CREATE ROLE" in postgres.log()
+    assert current["password"] not in postgres.log()
+    assert previous["password"] not in postgres.log()
+
+
+def test_the_password_verifier_is_the_one_postgresql_computes(postgres: PostgresServer) -> None:
+    postgres.run('DROP ROLE IF EXISTS "verifier_probe"')
+    postgres.run("SET password_encryption = 'scram-sha-256'")
+    postgres.run("CREATE ROLE \"verifier_probe\" WITH LOGIN PASSWORD 'Probe-pw_0123456789!#'")
+    [[stored]] = postgres.run("SELECT rolpassword FROM pg_authid WHERE rolname = 'verifier_probe'")
+    salt = base64.b64decode(stored.split("$")[1].split(":")[1])
+
+    assert scram_verifier("Probe-pw_0123456789!#", salt=salt) == stored
 
 
 # --- interrupted rotations ----------------------------------------------------------------

@@ -1,6 +1,8 @@
 """A real PostgreSQL for integration tests: Debian's server binaries
 (``/usr/lib/postgresql/<version>/bin``: ``initdb`` and ``postgres``), a fresh cluster in a
-temporary directory, listening on a free 127.0.0.1 port with password (SCRAM) logins.
+temporary directory, listening on a free 127.0.0.1 port with password (SCRAM) logins. The
+server logs every statement with its parameters (``log_statement=all``) to a file
+(``PostgresServer.log()``), so a test can check that no password reached the server's log.
 
 PostgreSQL refuses to run as root: when the tests run as root, the server runs as the
 ``postgres`` user (``runuser``), in a directory owned by it. ``postgres_server()`` skips
@@ -57,6 +59,13 @@ class PostgresServer:
     superuser: str
     password: str
     data_dir: Path
+    log_file: Path | None = None
+
+    def log(self) -> str:
+        """What the server has logged so far (statements, parameters, errors)."""
+        if self.log_file is None or not self.log_file.exists():
+            return ""
+        return self.log_file.read_text(encoding="utf-8", errors="replace")
 
     def connect(self, user: str | None = None, password: str | None = None, **options: Any) -> Any:
         import pg8000.native
@@ -147,6 +156,8 @@ def postgres_server() -> Iterator[PostgresServer]:
         **_server_user(),
     )
     port = free_port()
+    log_file = base / "server.log"
+    log = log_file.open("wb")
     server = subprocess.Popen(
         [
             str(binaries / "postgres"),
@@ -162,12 +173,15 @@ def postgres_server() -> Iterator[PostgresServer]:
             "fsync=off",
             "-c",
             "max_connections=50",
+            "-c",
+            "log_statement=all",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         **_server_user(),
     )
-    running = PostgresServer("127.0.0.1", port, SUPERUSER, password, data_dir)
+    log.close()  # the server holds its own descriptor
+    running = PostgresServer("127.0.0.1", port, SUPERUSER, password, data_dir, log_file)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from pitcrew.errors import BadRequestError
+from pitcrew.errors import BadRequestError, ServiceError
 from pitcrew.observability import SecretWireFilter, register_secret
 from pitcrew.rotation.github_webhook import hook_of
-from pitcrew.rotation.postgres import Login, other_user
+from pitcrew.rotation.postgres import Login, _create_member, _set_password, other_user
 from pitcrew.rotation.store import SecretInfo, SecretStore, secret_fields
 from pitcrew.rotation.strategy import RotationContext, value_at_key, with_new_value
 from pitcrew.rotation.vault import _parse_time, random_value
@@ -143,3 +145,49 @@ def test_the_log_check_finds_a_registered_value_in_captured_text() -> None:
     register_secret("leaky-value-for-the-checker")
     assert leaked_values("all fine here") == []
     assert leaked_values("oops leaky-value-for-the-checker") == ["leaky-value-for-the-checker"]
+
+
+class RecordingConnection:
+    """A pg8000 connection as the role statements use it: ``format()`` answered like the
+    server would, every statement and parameter kept; ``refuse`` fails statements that
+    start with it, as the server does (a DatabaseError of its error fields)."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.sent: list[str] = []
+        self.refuse = refuse
+
+    def run(self, sql: str, **params: Any) -> Any:
+        import pg8000.native
+
+        self.sent += [sql, *map(str, params.values())]
+        if sql.startswith("SELECT format("):
+            values = iter(params.values())
+            quote = {"%I": '"{}"', "%L": "'{}'"}
+            template = sql.split("'")[1]
+            text = re.sub(r"%[IL]", lambda m: quote[m.group()].format(next(values)), template)
+            return [[text]]
+        if self.refuse and sql.startswith(self.refuse):
+            raise pg8000.native.DatabaseError(
+                {"S": "ERROR", "C": "42501", "M": "permission denied to alter role"}
+            )
+        return []
+
+
+def test_role_statements_carry_a_scram_verifier_never_the_password() -> None:
+    connection = RecordingConnection()
+
+    _set_password(connection, "app", "New-password-0123456789")
+    _create_member(connection, "app_clone", "Clone-password-0123456789", "app")
+
+    sent = "\n".join(connection.sent)
+    assert 'ALTER ROLE "app" WITH PASSWORD \'SCRAM-SHA-256$4096:' in sent
+    assert 'CREATE ROLE "app_clone" WITH LOGIN PASSWORD \'SCRAM-SHA-256$4096:' in sent
+    assert "New-password-0123456789" not in sent
+    assert "Clone-password-0123456789" not in sent
+
+
+def test_a_refused_role_statement_is_a_service_error_naming_the_sqlstate() -> None:
+    connection = RecordingConnection(refuse="ALTER ROLE")
+
+    with pytest.raises(ServiceError, match=r"changing role app: permission denied .*\(42501\)"):
+        _set_password(connection, "app", "New-password-0123456789")

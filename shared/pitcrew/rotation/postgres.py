@@ -12,14 +12,21 @@ through pg8000 (pure Python, no native library in Lambda).
   member of ``<user>`` (so it has the same privileges). The role in AWSCURRENT is never
   touched, so clients using it never fail.
 
-Identifiers and the password are quoted by the server (``format('%I', '%L')``), never
-pasted into SQL. testSecret logs in with the pending value. An ``ssl`` field (true/false)
-forces TLS on or off; without it TLS is tried first, then plain, as AWS's templates do.
+Identifiers are quoted by the server (``format('%I', '%L')``), never pasted into SQL. The
+password never reaches the server as text: ``ALTER ROLE``/``CREATE ROLE`` carry its
+SCRAM-SHA-256 verifier (``scram_verifier``), so a server that logs DDL or a failed statement
+(``log_statement``, ``log_min_error_statement``, on by default for errors) logs no password.
+testSecret logs in with the pending value. An ``ssl`` field (true/false) forces TLS on or
+off; without it TLS is tried first, then plain, as AWS's templates do.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +41,9 @@ CLONE_SUFFIX = "_clone"
 # PostgreSQL truncates identifiers to 63 bytes: a longer clone name would collide.
 MAX_IDENTIFIER_BYTES = 63
 CONNECT_TIMEOUT_S = 5
+# PostgreSQL's own defaults for a verifier it makes (scram_iterations, a 16-byte salt).
+SCRAM_ITERATIONS = 4096
+SCRAM_SALT_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -261,21 +271,81 @@ def _statement(connection: Any, template: str, **values: str) -> str:
     return str(rows[0][0])
 
 
+def scram_verifier(password: str, *, salt: bytes | None = None) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802/7677, the
+    ``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` form of ``pg_authid``).
+    PostgreSQL 10 and later accept it in ``PASSWORD '...'`` and store it as given.
+
+    PostgreSQL SASLprep-normalises a password first; an ASCII one is left as it is, which
+    is what this computes. A password with other characters is refused here (ValueError)
+    rather than stored under a verifier the server would compute differently."""
+    if not password.isascii():
+        raise ValueError("only an ASCII password gets a verifier computed here")
+    salt = salt if salt is not None else secrets.token_bytes(SCRAM_SALT_BYTES)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode("ascii")
+
+    return f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _password_literal(password: str) -> str:
+    # A non-ASCII password (only a human can put one in a secret) goes as text.
+    return scram_verifier(password) if password.isascii() else password
+
+
 def _set_password(connection: Any, role: str, password: str) -> None:
-    connection.run(_statement(connection, "ALTER ROLE %I WITH PASSWORD %L", role=role, pw=password))
+    with _statement_errors(role):
+        connection.run(
+            _statement(
+                connection,
+                "ALTER ROLE %I WITH PASSWORD %L",
+                role=role,
+                pw=_password_literal(password),
+            )
+        )
 
 
 def _create_member(connection: Any, role: str, password: str, member_of: str) -> None:
-    connection.run("START TRANSACTION")
+    with _statement_errors(role):
+        connection.run("START TRANSACTION")
+        try:
+            connection.run(
+                _statement(
+                    connection,
+                    "CREATE ROLE %I WITH LOGIN PASSWORD %L",
+                    role=role,
+                    pw=_password_literal(password),
+                )
+            )
+            connection.run(_statement(connection, "GRANT %I TO %I", of=member_of, role=role))
+            connection.run("COMMIT")
+        except BaseException:
+            connection.run("ROLLBACK")
+            raise
+
+
+@contextmanager
+def _statement_errors(role: str) -> Iterator[None]:
+    """pg8000's errors while changing ``role`` as pitcrew's: the SQLSTATE and the server's
+    message (which names the role, never the statement), the cause kept."""
+    import pg8000.native
+
     try:
-        connection.run(
-            _statement(connection, "CREATE ROLE %I WITH LOGIN PASSWORD %L", role=role, pw=password)
-        )
-        connection.run(_statement(connection, "GRANT %I TO %I", of=member_of, role=role))
-        connection.run("COMMIT")
-    except BaseException:
-        connection.run("ROLLBACK")
-        raise
+        yield
+    except pg8000.native.DatabaseError as exc:
+        detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        raise ServiceError(
+            "postgres", f"changing role {role}: {detail.get('M', 'failed')} ({_sqlstate(exc)})"
+        ) from exc
+    except (pg8000.native.InterfaceError, OSError) as exc:
+        raise TransientServiceError(
+            "postgres", f"changing role {role}: connection lost ({type(exc).__name__})"
+        ) from exc
 
 
 def _sqlstate(exc: Exception) -> str:
