@@ -135,6 +135,31 @@ def test_pull_requests_that_are_not_pitcrews_are_ignored(world: World) -> None:
     assert world.deliveries.handle("d-3", "pull_request", data) == "not a pitcrew pull request"
 
 
+def test_only_the_gitops_repositorys_pitcrew_items_count(world: World) -> None:
+    # An org webhook or a GitHub App delivers for every repository: someone with write
+    # access to another one must not merge a fix or approve a promotion from there.
+    incident_id = world.incident()
+    other = "acme/sandbox"
+    world.gh.add_repo(other, {"README.md": "play\n"})
+    world.gh.set_permission(other, "mallory", "admin")
+    merged = payload("pull_request-closed-merged.json", incident_id)
+    merged["repository"]["full_name"] = other
+    body = payload("issue_comment-created.json")["issue"]["body"]
+    number = world.github.create_issue(other, title="x", body=body, labels=["pitcrew"]).number
+    approve = comment_payload("/pitcrew approve", number, "mallory", body)
+    approve["repository"]["full_name"] = other
+    decisions: list[tuple[str, bool, str, str]] = []
+    world.deliveries._decide = lambda *decision: decisions.append(decision)
+    world.gh.service.requests.clear()
+
+    assert world.deliveries.handle("d-9", "pull_request", merged).startswith("not in ")
+    assert world.deliveries.handle("d-10", "issue_comment", approve).startswith("not in ")
+
+    assert world.store.get(incident_id).pull_request is None
+    assert world.published == [] and decisions == []
+    assert world.gh.service.requests == []  # not even a permission check
+
+
 def test_commands_from_users_without_write_access_get_a_polite_refusal(world: World) -> None:
     incident_id = world.incident()
     number = world.pitcrew_issue(f"<!-- pitcrew:incident={incident_id} -->")

@@ -1,6 +1,9 @@
 """What ``github_events`` does with each GitHub delivery the API queued
 (``{"delivery", "event", "payload", ...}``, written by ``pitcrew.api.github``):
 
+Pull requests and comments count only in ``gitops.repo`` (where pitcrew writes); the same
+label and markers elsewhere are ignored.
+
 - ``pull_request`` closed on a pitcrew fix: merged → the incident's pull request is marked
   merged, timeline ``fix merged``, ``FixPullRequestMerged`` published; closed unmerged →
   timeline ``fix rejected``.
@@ -192,8 +195,21 @@ class GithubDeliveries:
         delivery, name, payload = parse_message(body)
         return self.handle(delivery, name, payload)
 
+    def _outside_gitops(self, payload: Mapping[str, Any]) -> str | None:
+        """Why a delivery about a pull request or issue is not looked at, when it is not from
+        ``gitops.repo``: pitcrew's fixes, tracking issues and promotion pull requests are
+        there, and an organisation webhook or a GitHub App also delivers from repositories
+        where others may write (and copy pitcrew's label and markers)."""
+        repo = str((payload.get("repository") or {}).get("full_name") or "")
+        gitops = self.config.gitops
+        if gitops is not None and repo.lower() == gitops.repo.lower():
+            return None
+        return f"not in the GitOps repository ({repo or 'no repository'})"
+
     def handle(self, delivery: str, name: str, payload: Mapping[str, Any]) -> str:
-        if name == "pull_request":
+        if name in ("pull_request", "issue_comment") and (outside := self._outside_gitops(payload)):
+            outcome = outside
+        elif name == "pull_request":
             outcome = self._pull_request(payload)
         elif name == "issue_comment":
             outcome = self._issue_comment(payload)
