@@ -164,18 +164,30 @@ def test_a_version_already_current_is_left_alone(sm: Any, rotation: SecretRotati
     assert value(sm, arn, "AWSCURRENT")["SecretString"] == "old-password-value"
 
 
-def test_guards_refuse_a_secret_not_ready_for_this_step(sm: Any, rotation: SecretRotation) -> None:
+def test_guards_refuse_a_secret_not_ready_for_this_step(
+    sm: Any, rotation: SecretRotation, published: list[DomainEvent]
+) -> None:
     arn = make_secret(sm, "old-password-value")
     previous = value(sm, arn, "AWSPREVIOUS")["VersionId"]
+    turned_off = SecretRotation(
+        store=SecretStore(RotationTurnedOff(sm)), publish=lambda *e: published.extend(e)
+    )
 
     with pytest.raises(ConflictError, match="no stage for rotation"):
         rotation.run("createSecret", arn, str(uuid.uuid4()))
     with pytest.raises(ConflictError, match="not staged AWSPENDING"):
-        rotation.run("createSecret", arn, previous)
+        rotation.run("setSecret", arn, previous)
     with pytest.raises(ConflictError, match="rotation is not enabled"):
-        SecretRotation(store=SecretStore(RotationTurnedOff(sm))).run("createSecret", arn, previous)
+        turned_off.run("createSecret", arn, previous)
     with pytest.raises(BadRequestError, match="unknown rotation step"):
         rotation.run("deleteSecret", arn, previous)
+    # Each refusal is reported as a failed rotation, naming the step; nothing moved.
+    assert [(e.name, e.detail["step"]) for e in published] == [
+        ("SecretRotationFailed", "createSecret"),
+        ("SecretRotationFailed", "setSecret"),
+        ("SecretRotationFailed", "createSecret"),
+    ]
+    assert value(sm, arn, "AWSCURRENT")["SecretString"] == "old-password-value"
 
 
 def test_a_failed_step_is_reported_with_the_step_and_raised(
@@ -197,15 +209,34 @@ def test_a_failed_step_is_reported_with_the_step_and_raised(
     assert value(sm, arn, "AWSCURRENT")["SecretString"] == "old-endpoint-value"
 
 
-def test_a_secret_without_a_known_strategy_is_refused(
-    sm: Any, rotation: SecretRotation, published: list[DomainEvent]
+@pytest.mark.parametrize(
+    ("strategy", "problem"),
+    [("carrier-pigeon", "pitcrew:rotation='carrier-pigeon' is not one of"), ("", "no tag")],
+)
+def test_a_secret_without_a_known_strategy_is_refused_and_left_as_it_was(
+    sm: Any, rotation: SecretRotation, published: list[DomainEvent], strategy: str, problem: str
 ) -> None:
-    arn = make_secret(sm, "old-password-value", strategy="carrier-pigeon")
+    arn = make_secret(sm, "old-password-value", strategy=strategy)
+    if not strategy:
+        sm.untag_resource(SecretId=arn, TagKeys=["pitcrew:rotation"])
     token = begin(sm, arn)
 
-    with pytest.raises(BadRequestError, match="carrier-pigeon"):
-        rotation.run("createSecret", arn, token)
-    assert [e.detail["step"] for e in published] == ["createSecret"]
+    # Secrets Manager stops at the failed createSecret; a later step run anyway fails too.
+    for step in STEPS:
+        with pytest.raises(BadRequestError, match=problem):
+            rotation.run(step, arn, token)
+
+    assert [(e.name, e.detail["step"]) for e in published] == [
+        ("SecretRotationFailed", step) for step in STEPS
+    ]
+    assert all(problem in e.detail["error"] for e in published)
+    current = value(sm, arn, "AWSCURRENT")
+    assert current["SecretString"] == "old-password-value"
+    assert current["VersionId"] != token
+    # The pending version holds moto's copy of the current value: no new value was made.
+    assert sm.get_secret_value(SecretId=arn, VersionId=token)["SecretString"] == (
+        "old-password-value"
+    )
 
 
 def test_the_password_policy_comes_from_config_then_tags() -> None:

@@ -92,16 +92,17 @@ class SecretRotation:
                 f"unknown rotation step {step!r} (one of {', '.join(RotationStep)})"
             ) from None
         secret = self.store.describe(secret_id)
-        if not self._needs_work(secret, token):
-            log.info(
-                "%s: version %s is already AWSCURRENT; %s has nothing to do",
-                secret.name,
-                token,
-                step,
-            )
-            return
         strategy_label = secret.tags.get("pitcrew:rotation", "")
         try:
+            # A guard refusing is a failed rotation too: reported like any other step error.
+            if not self._needs_work(secret, token):
+                log.info(
+                    "%s: version %s is already AWSCURRENT; %s has nothing to do",
+                    secret.name,
+                    token,
+                    step,
+                )
+                return
             strategy = self.strategies[strategy_name(secret)]
             self._dispatch(chosen, secret, token, strategy)
         except Exception as exc:
