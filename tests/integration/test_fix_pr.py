@@ -238,6 +238,23 @@ def test_a_diagnosis_becomes_one_commit_and_a_labelled_pull_request(harness: Har
     assert opened.detail["pull_request"]["url"].endswith(f"/pull/{pull['number']}")
 
 
+def test_a_manifest_over_a_megabyte_is_read_and_patched(harness: Harness) -> None:
+    # Above 1 MB, GitHub's contents API answers "encoding": "none" and no content; the
+    # file is read through the Git blobs API instead (a dashboards ConfigMap does that).
+    dashboards = (
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dashboards\n"
+        f"data:\n  api.json: '{'x' * (1024 * 1024 + 10)}'\n"
+    )
+    harness.gh.add_repo(REPO, {"apps/payments/api.yaml": MANIFEST + dashboards})
+
+    outcome = harness.flow.handle(harness.diagnosed())
+
+    assert outcome.action == "opened", outcome
+    (pull,) = harness.gh.pulls(REPO)
+    changed = harness.gh.files(REPO, pull["pull"]["head"])["apps/payments/api.yaml"]
+    assert changed.endswith(dashboards) and 'memory: "768Mi"' in changed
+
+
 def test_the_same_incident_diagnosed_twice_gives_one_pull_request_and_one_comment(
     harness: Harness,
 ) -> None:

@@ -30,6 +30,7 @@ from tests.support.fakehttp import FakeService, Reply, Request
 
 REPO = r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 DOCS = "https://docs.github.com/rest"
+CONTENTS_MAX_BYTES = 1024 * 1024
 
 
 def _iso(moment: datetime) -> str:
@@ -292,13 +293,16 @@ class FakeGitHub:
     def _content_json(self, repo: FakeRepo, path: str, blob: str, ref: str) -> dict[str, Any]:
         data = repo.blobs[blob]
         url = self._api(f"/repos/{repo.full_name}/contents/{path}?ref={ref}")
+        # Above 1 MB GitHub leaves the content out ("encoding": "none"); the blobs API or
+        # the raw media type give it.
+        small = len(data) <= CONTENTS_MAX_BYTES
         return {
             "type": "file",
-            "encoding": "base64",
+            "encoding": "base64" if small else "none",
             "size": len(data),
             "name": path.rsplit("/", 1)[-1],
             "path": path,
-            "content": base64.encodebytes(data).decode(),
+            "content": base64.encodebytes(data).decode() if small else "",
             "sha": blob,
             "url": url,
             "git_url": self._api(f"/repos/{repo.full_name}/git/blobs/{blob}"),

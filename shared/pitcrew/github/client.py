@@ -11,6 +11,7 @@ response says; a wait longer than ``RetryPolicy.max_delay_s`` is not waited out 
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -212,13 +213,23 @@ class GitHub:
         return self._trees[key]
 
     def read_file(self, repo: str, path: str, ref: str) -> FileContent | None:
-        """The file at ``ref``, or None when there is none (or it is a directory)."""
+        """The file at ``ref``, or None when there is none (or it is a directory, or not
+        UTF-8 text)."""
 
         def read() -> FileContent | None:
-            content = self.repo(repo).get_contents(path, ref=ref)
+            handle = self.repo(repo)
+            content = handle.get_contents(path, ref=ref)
             if isinstance(content, list) or content.type != "file":
                 return None
-            return FileContent(path=path, text=content.decoded_content.decode(), sha=content.sha)
+            if content.encoding == "base64":
+                data = content.decoded_content
+            else:  # above 1 MB the contents API leaves the content out ("encoding": "none")
+                data = base64.b64decode(handle.get_git_blob(content.sha).content)
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                return None  # not text pitcrew can change
+            return FileContent(path=path, text=text, sha=content.sha)
 
         try:
             return self.call(f"read {path} from {repo}@{ref}", read)
