@@ -17,9 +17,10 @@ import pytest
 
 from pitcrew.config import load_config
 from pitcrew.events import DomainEvent
+from pitcrew.incidents.alerts import subject_of
 from pitcrew.incidents.model import Category, ClusterContext, Diagnosis, Subject
 from pitcrew.incidents.store import IncidentStore
-from pitcrew.incidents.triage import Triage
+from pitcrew.incidents.triage import DIAGNOSIS_GRACE, Triage
 from pitcrew.local.context import LambdaContext
 from tests.conftest import harness_client
 from tests.support.events import load_event
@@ -355,3 +356,55 @@ def test_the_incident_keeps_its_alerts_graph_and_runbook_links(
     (incident,) = triage.store.list("open")
     assert incident.links == [alert["generatorURL"], alert["annotations"]["runbook_url"]]
     assert published[-1].detail["links"] == incident.links
+
+
+def test_alerts_joining_an_incident_being_diagnosed_leave_the_diagnosis_to_its_opener(
+    stack: Any, published: list[DomainEvent]
+) -> None:
+    gathered: list[str] = []
+    clock = Clock()
+
+    def gather(subject: Subject, config: Any) -> ClusterContext:
+        gathered.append(subject.pod or "")
+        return ClusterContext(cluster=subject.cluster, reachable=False)
+
+    triage = Triage(
+        load_config(),
+        store=IncidentStore(),
+        gather=gather,
+        publish_events=lambda *events: published.extend(events),
+        clock=clock,
+    )
+    # Another invocation opened the incident and is diagnosing it right now.
+    (opening,) = triage.alerts_of(message(crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1")))
+    triage.store.record_alert(subject_of(opening), opening, clock())
+
+    for index, pod in enumerate(["api-7c9d8f6b5-kq4zt", "api-7c9d8f6b5-p9w2m"]):
+        for alert in triage.alerts_of(message(crashloop_alert(pod, f"fp{index + 2}"))):
+            triage.handle_alert(alert)
+    assert gathered == []
+
+    # The opener failed: its alert, delivered again, diagnoses the incident.
+    triage.handle_alert(opening)
+    assert gathered == ["api-7c9d8f6b5-x2x7q"]
+
+
+def test_an_incident_its_opener_left_undiagnosed_is_diagnosed_by_a_later_alert(
+    stack: Any, published: list[DomainEvent]
+) -> None:
+    clock = Clock()
+    triage = Triage(
+        load_config(),
+        store=IncidentStore(),
+        publish_events=lambda *events: published.extend(events),
+        clock=clock,
+    )
+    (opening,) = triage.alerts_of(message(crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1")))
+    triage.store.record_alert(subject_of(opening), opening, clock())
+
+    clock.now += DIAGNOSIS_GRACE
+    (later,) = triage.alerts_of(message(crashloop_alert("api-7c9d8f6b5-kq4zt", "fp2")))
+    triage.handle_alert(later)
+
+    (incident,) = triage.store.list("open")
+    assert incident.diagnosis is not None

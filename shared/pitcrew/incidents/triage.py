@@ -10,7 +10,8 @@ processed once (powertools Idempotency keyed by fingerprint, startsAt and status
 redeliveries and Alertmanager resends never count an alert twice.
 
 An incident is diagnosed when it opens, and again when a diagnosis is missing (the attempt
-that opened it failed) or asked for; later alerts of the same storm only add to its count.
+that opened it failed: its alert comes back, or ``DIAGNOSIS_GRACE`` has passed) or asked for;
+later alerts of the same storm only add to its count, even while the opener is still at it.
 An alert firing again within a week after its incident resolved with a merged fix reopens
 that incident (``IncidentOpened`` with ``reopened``, on which ``fix_pr`` tells the pull
 request) and diagnoses it again.
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 
 # A resolved incident whose fix merged is reopened when its alert fires again this soon.
 REFIRE_WINDOW = timedelta(days=7)
+# Longer than diagnose's Lambda timeout (90 s): an incident still without a diagnosis this
+# long after it opened was not diagnosed by the invocation that opened it (that one failed;
+# its message retries or went to the dead-letter queue). Before that, the alerts joining it
+# from concurrent invocations leave the diagnosis, and its LLM call, to the opener.
+DIAGNOSIS_GRACE = timedelta(seconds=180)
 
 Gather = Callable[[Subject, "Config"], ClusterContext]
 Analyze = Callable[[Subject, ClusterContext], Diagnosis]
@@ -140,9 +146,20 @@ class Triage:
         incident, opened = self.store.record_alert(subject, alert, now)
         if opened:
             self._emit(EventName.INCIDENT_OPENED, incident)
-        if opened or reopened or incident.diagnosis is None:
+        if opened or reopened or self._left_undiagnosed(incident, alert, now):
             incident = self.diagnose(incident, subject)
         return {"alert": alert.key, "incident": incident.id, "opened": opened}
+
+    def _left_undiagnosed(self, incident: Incident, alert: Alert, now: datetime) -> bool:
+        """No diagnosis, and this is the opening alert again (its first attempt failed) or
+        the opener has had time to finish."""
+        if incident.diagnosis is not None:
+            return False
+        opening = next(iter(incident.firing.items()), None)
+        if opening == (alert.fingerprint, alert.starts_at) or not incident.first_seen:
+            return True
+        opened_at = datetime.fromisoformat(incident.first_seen.replace("Z", "+00:00"))
+        return now - opened_at >= DIAGNOSIS_GRACE
 
     def _reopen_if_fix_did_not_hold(self, subject: Subject, alert: Alert, now: datetime) -> bool:
         """An alert firing for a workload whose last incident resolved, within a week, after
