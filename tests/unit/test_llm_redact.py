@@ -35,6 +35,8 @@ def _no_registered_secrets() -> Iterator[None]:
         ("redis: requirepass=r3d1sP4ss client_secret: 'abcDEF123'", "r3d1sP4ss"),
         ("redis: requirepass=r3d1sP4ss client_secret: 'abcDEF123'", "abcDEF123"),
         ("config loaded: dbPassword=hunter22 timeout=30", "hunter22"),
+        ("env: PGPASSWORD=Zq81rty7 PGUSER=app", "Zq81rty7"),
+        ("MYSQLROOTPASSWORD: 'r00t-pw'", "r00t-pw"),
         ("Server=db;Database=app;User Id=sa;Password=P@ssw0rd!;", "P@ssw0rd!"),
         ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
         ("assumed role, key ASIAY34FZKBOKMUTVV7A", "ASIAY34FZKBOKMUTVV7A"),

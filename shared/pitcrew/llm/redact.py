@@ -35,7 +35,9 @@ _CREDENTIAL_NAMES = (
     r"aws[_-]?secret[_-]?access[_-]?key|requirepass|masterauth"
 )
 _SECRET_PAIR = re.compile(
-    r"(?i)(?P<lead>(?<![A-Za-z0-9])(?:[\w.-]*[_.-]|[A-Za-z0-9]*(?-i:[a-z0-9])(?=(?-i:[A-Z])))?"
+    r"(?i)(?P<lead>(?<![A-Za-z0-9])"
+    # DB_PASSWORD, dbPassword, and run-together names: PGPASSWORD, MYSQLROOTPASSWORD.
+    r"(?:[\w.-]*[_.-]|[A-Za-z0-9]*(?-i:[a-z0-9])(?=(?-i:[A-Z]))|[A-Za-z0-9]+(?=passw(?:or)?d))?"
     r"(?:" + _CREDENTIAL_NAMES + r")\\?[\"']?\s*[:=]\s*)"
     r"(?P<value>\\\"(?:[^\"\\]|\\[^\"])*\\\"|\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s\"',;&}\])]+)"
 )
