@@ -3,16 +3,21 @@ the costs table, spikes and budget thresholds as domain events (``pitcrew.costs.
 
 Lambda handler: ``app.handler``, behind an EventBridge schedule. The configuration is loaded
 at cold start. A failed run raises, so that the schedule's retry runs it again: the history
-it leaves is consistent and nothing already alerted is alerted twice.
+it leaves is consistent and nothing already alerted is alerted twice. Each scheduled event
+id runs once (``pitcrew.idempotency``): a second delivery of the same event, even while the
+first still runs, does not run the day again (two runs at once would both send the alerts
+neither had sent yet).
 """
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.idempotency import idempotent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pitcrew.config import load_config
 from pitcrew.costs.providers import build_providers
 from pitcrew.costs.tracker import CostTracker
+from pitcrew.idempotency import once_per, persistence_layer
 from pitcrew.observability import instrument
 
 # httpx (Azure, GCP) is imported only when configured: not patched, so not loaded at cold start.
@@ -20,10 +25,12 @@ instruments = instrument("cost_tracker", traced=("botocore",))
 logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()
+idempotency_store = persistence_layer()
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
+@idempotent(persistence_store=idempotency_store, config=once_per("id"))
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     costs = config.costs
     if costs is None:  # an omitted section turns the feature off

@@ -321,11 +321,21 @@ def test_the_handler_runs_on_the_scheduled_event(stack: Any, capsys: Any) -> Non
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    report = module.handler(load_event("schedule/cost-tracker-daily.json"), Context())
+    scheduled = load_event("schedule/cost-tracker-daily.json")
+    report = module.handler(scheduled, Context())
     assert report["providers"][0]["provider"] == "aws"
     assert report["providers"][0]["backfill"] is True
     assert report["cost_explorer_requests"] >= 1
     assert '"CostExplorerRequests"' in capsys.readouterr().out  # the EMF metric
+
+    # EventBridge and Lambda deliver at least once: the same scheduled event again is
+    # answered from the first run's record, and the day is not run (nor alerted) twice.
+    class NoSecondRun:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise AssertionError("the same scheduled event ran twice")
+
+    module.CostTracker = NoSecondRun
+    assert module.handler(scheduled, Context(aws_request_id="req-2")) == report
 
 
 def test_two_group_by_keys_tag_values_and_one_alert_when_aws_names_the_service(
