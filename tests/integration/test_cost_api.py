@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,3 +101,41 @@ def test_the_grafana_dashboard_queries_only_metrics_the_api_serves(client: Clien
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     used = {m for e in exprs for m in re.findall(r"pitcrew_[a-z_]+", e)}
     assert used and used <= served
+
+
+_SAMPLE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)"
+    r'(?:\{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})?'
+    r" (?P<value>\S+)$"
+)
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
+
+
+def test_metrics_parse_as_prometheus_would_scrape_them(client: Client) -> None:
+    """Text format 0.0.4 as Prometheus reads it: each family's HELP and TYPE once, before its
+    samples and together; every sample a name, escaped labels and a float; each series once."""
+    text = client.http.get("/metrics", headers=AUTH).body.decode()
+    assert text.endswith("\n") and "\n\n" not in text
+    described: dict[str, set[str]] = {}
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    family = None
+    for line in text.splitlines():
+        if line.startswith("# "):
+            kind, name, rest = line[2:].split(" ", 2)
+            assert kind in ("HELP", "TYPE") and kind not in described.setdefault(name, set())
+            described[name].add(kind)
+            assert kind == "HELP" or rest in ("gauge", "counter")
+            family = name
+            continue
+        match = _SAMPLE.match(line)
+        assert match, line
+        assert match["name"] == family and described[family] == {"HELP", "TYPE"}, line
+        float(match["value"])
+        labels = tuple(_LABEL.findall(match["labels"] or ""))
+        assert len({k for k, _ in labels}) == len(labels), line
+        assert (match["name"], labels) not in seen, f"two samples of one series: {line}"
+        seen.add((match["name"], labels))
+    assert (
+        "pitcrew_cost_daily_usd",
+        (("provider", "aws"), ("group", 'odd \\"name\\"\\\\x')),
+    ) in seen
