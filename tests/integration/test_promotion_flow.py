@@ -257,8 +257,17 @@ def test_happy_path_dev_staging_prod_with_one_approval(
         "staging": "v1.1.0",
         "prod": "v1.1.0",
     }
-    assert recorded["prod"]["previous"] is None or recorded["prod"]["previous"] != "v1.1.0"
+    # previous: the version each update replaced in the manifests
+    assert {env: v["previous"] for env, v in recorded.items()} == {
+        "dev": "v1.0.0",
+        "staging": "v1.0.0",
+        "prod": "v1.0.0",
+    }
     steps = [(s["environment"], s["step"], s["outcome"]) for s in final["steps"]]
+    dev_update = next(
+        s for s in final["steps"] if (s["environment"], s["step"]) == ("dev", "update")
+    )
+    assert (dev_update["outcome"], dev_update["detail"].split()[-1]) == ("merged", "merged")
     assert ("prod", "approval", "approved") in steps
     assert ("staging", "verify", "passed") in steps
     assert all(s.get("started_at") and s.get("ended_at") for s in final["steps"])

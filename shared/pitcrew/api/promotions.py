@@ -14,6 +14,9 @@ from pitcrew.api.routes import ApiContext, route
 from pitcrew.errors import BadRequestError
 
 MAX_LIST = 200
+# `curl -d` sends form-encoded: the body is still read as JSON, so a mistake gets a 400 naming
+# it rather than Chalice's own 415.
+BODY_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
 _START_KEYS = {"app", "version", "to", "only", "requested_by", "request_id", "rollback"}
 
 
@@ -40,7 +43,7 @@ def blueprint(context: ApiContext, store: Any | None = None) -> Blueprint:
             raise BadRequestError("the body must be a JSON object")
         return data
 
-    @route(bp, context, "/promotions", methods=("POST",))
+    @route(bp, context, "/promotions", methods=("POST",), content_types=BODY_TYPES)
     def start() -> Response:
         promotion = _start(context, body(), promotions())
         return Response(body=promotion.as_api(), status_code=202)
@@ -77,11 +80,23 @@ def blueprint(context: ApiContext, store: Any | None = None) -> Blueprint:
         ).as_api()
         return result
 
-    @route(bp, context, "/promotions/{promotion_id}/approve", methods=("POST",))
+    @route(
+        bp,
+        context,
+        "/promotions/{promotion_id}/approve",
+        methods=("POST",),
+        content_types=BODY_TYPES,
+    )
     def approve(promotion_id: str) -> dict[str, Any]:
         return decision(promotion_id, True)
 
-    @route(bp, context, "/promotions/{promotion_id}/reject", methods=("POST",))
+    @route(
+        bp,
+        context,
+        "/promotions/{promotion_id}/reject",
+        methods=("POST",),
+        content_types=BODY_TYPES,
+    )
     def reject(promotion_id: str) -> dict[str, Any]:
         return decision(promotion_id, False)
 

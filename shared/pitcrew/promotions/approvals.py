@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pitcrew.errors import ConflictError
+from pitcrew.errors import ConflictError, PitcrewError
 from pitcrew.promotions.store import AWAITING_APPROVAL, RUNNING, Promotion, PromotionStore, iso
 
 APPROVAL = "approval"
@@ -44,21 +44,29 @@ def decide(
         sfn = client("stepfunctions")
     from pitcrew.aws import aws_errors
 
-    with aws_errors("stepfunctions"):
-        try:
-            if approve:
-                sfn.send_task_success(taskToken=token, output=json.dumps({"approved_by": by}))
-            else:
-                cause = f"rejected by {by}" + (f": {reason}" if reason else "")
-                sfn.send_task_failure(taskToken=token, error=REJECTED, cause=cause[:32768])
-        except sfn.exceptions.TaskTimedOut as exc:
-            raise ConflictError(
-                f"promotion {promotion_id}: the approval already timed out"
-            ) from exc
-        except sfn.exceptions.TaskDoesNotExist as exc:
-            raise ConflictError(
-                f"promotion {promotion_id}: nothing waits for this approval"
-            ) from exc
+    try:
+        with aws_errors("stepfunctions"):
+            try:
+                if approve:
+                    sfn.send_task_success(taskToken=token, output=json.dumps({"approved_by": by}))
+                else:
+                    cause = f"rejected by {by}" + (f": {reason}" if reason else "")
+                    sfn.send_task_failure(taskToken=token, error=REJECTED, cause=cause[:32768])
+            except sfn.exceptions.TaskTimedOut as exc:
+                raise ConflictError(
+                    f"promotion {promotion_id}: the approval already timed out"
+                ) from exc
+            except sfn.exceptions.TaskDoesNotExist as exc:
+                raise ConflictError(
+                    f"promotion {promotion_id}: nothing waits for this approval"
+                ) from exc
+    except ConflictError:
+        raise
+    except PitcrewError:
+        # Not delivered (throttled, unreachable): the task still waits, so its token goes
+        # back for the next try and for the heartbeats.
+        store.keep_token(promotion_id, APPROVAL, token, environment=promotion.environment)
+        raise
     now = clock()
 
     def decided(p: Promotion) -> None:

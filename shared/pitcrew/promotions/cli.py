@@ -43,7 +43,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     rollback.set_defaults(run=_rollback)
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+def _call(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+) -> Any:
     import httpx
 
     token = os.environ.get("PITCREW_API_TOKEN")
@@ -55,6 +61,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
             method,
             f"{args.api.rstrip('/')}{path}",
             json=body,
+            params=params,
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
@@ -108,7 +115,10 @@ def _promote(args: argparse.Namespace) -> int:
 def _decide(args: argparse.Namespace) -> int:
     by = os.environ.get("USER") or "cli"
     body = {"by": by, "reason": args.reason}
-    _show(_call(args, "POST", f"/promotions/{args.promotion_id}/{args.verb}", body))
+    from urllib.parse import quote
+
+    promotion = quote(args.promotion_id, safe="")
+    _show(_call(args, "POST", f"/promotions/{promotion}/{args.verb}", body))
     return EXIT_OK
 
 
@@ -116,8 +126,8 @@ def _promotions(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    query = f"?limit={args.limit}" + (f"&app={args.app}" if args.app else "")
-    data = _call(args, "GET", f"/promotions{query}")
+    query = {"limit": args.limit, **({"app": args.app} if args.app else {})}
+    data = _call(args, "GET", "/promotions", params=query)
     table = Table("id", "app", "version", "plan", "environment", "status", "created", "reason")
     for p in data["promotions"]:
         table.add_row(

@@ -14,7 +14,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pitcrew.errors import BadRequestError, ConfigError, ConflictError, PitcrewError
+from pitcrew.errors import (
+    BadRequestError,
+    ConfigError,
+    ConflictError,
+    PitcrewError,
+    TransientServiceError,
+)
 from pitcrew.promotions.steps import environment, environments
 from pitcrew.promotions.store import Promotion, PromotionStore, iso, new_id
 
@@ -61,18 +67,6 @@ def start_promotion(
     app, version = _checked("app", app), _checked("version", version)
     plan = plan_for(config, to, only)
     store = store or PromotionStore(clock=clock)
-    names = [e.name for e in environments(config)]
-    first = names.index(plan[0])
-    if kind == "promotion" and first > 0 and not store.verified(app, names[first - 1], version):
-        raise ConflictError(
-            f"refused: {app} {version} was not verified in {names[first - 1]}: promote it into "
-            f"{names[first - 1]} first (no environment is skipped)"
-        )
-    holder = store.lock_holder(app, plan[0])
-    if holder is not None:
-        raise ConflictError(
-            f"refused: promotion {holder} is already promoting {app} into {plan[0]}"
-        )
     now = clock()
     promotion = Promotion(
         id=new_id(now),
@@ -84,14 +78,25 @@ def start_promotion(
         kind=kind,
         requested_by=requested_by,
     )
-    if request_id:
-        existing = _claim_request(store, request_id, promotion.id)
-        if existing is not None:
-            return store.get(existing)
     arn = state_machine_arn or os.environ.get(STATE_MACHINE_ENV)
     if not arn:
         raise ConfigError([f"environment variable {STATE_MACHINE_ENV} is not set"])
-    store.create(promotion)
+    existing = _claim_request(store, request_id, promotion.id) if request_id else None
+    found = store.find(existing) if existing is not None else None
+    if found is not None and (found.execution is not None or found.ended):
+        return found
+    if found is not None:
+        promotion = found  # recorded by a start that stopped before its execution began
+    else:
+        _refuse_at_once(store, config, promotion)
+        # A start that stopped after claiming the request left its id to record it under.
+        promotion.id = existing or promotion.id
+        try:
+            store.create(promotion)
+        except ConflictError:
+            if not request_id:
+                raise
+            return store.get(promotion.id)  # the same request, recorded meanwhile
     if sfn is None:
         from pitcrew.aws import client
 
@@ -111,6 +116,8 @@ def start_promotion(
                     "executionArn": f"{arn.replace(':stateMachine:', ':execution:')}:{promotion.id}"
                 }
     except PitcrewError as exc:
+        if request_id and isinstance(exc, TransientServiceError):
+            raise  # the request comes again (a redelivery) and starts this promotion then
         problem = f"could not start: {exc}"
 
         def failed(p: Promotion) -> None:
@@ -123,6 +130,27 @@ def start_promotion(
         p.execution = started["executionArn"]
 
     return store.change(promotion.id, running)
+
+
+def _refuse_at_once(store: PromotionStore, config: Config, promotion: Promotion) -> None:
+    """The gate's refusals that can be known now, as a 409 with the reason."""
+    app, version, plan = promotion.app, promotion.version, promotion.plan
+    names = [e.name for e in environments(config)]
+    first = names.index(plan[0])
+    if (
+        promotion.kind == "promotion"
+        and first > 0
+        and not store.verified(app, names[first - 1], version)
+    ):
+        raise ConflictError(
+            f"refused: {app} {version} was not verified in {names[first - 1]}: promote it into "
+            f"{names[first - 1]} first (no environment is skipped)"
+        )
+    holder = store.lock_holder(app, plan[0])
+    if holder is not None:
+        raise ConflictError(
+            f"refused: promotion {holder} is already promoting {app} into {plan[0]}"
+        )
 
 
 def _claim_request(store: PromotionStore, request_id: str, promotion_id: str) -> str | None:

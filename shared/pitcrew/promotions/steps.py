@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pitcrew.errors import ConfigError, ConflictError, InputError, PitcrewError
 from pitcrew.events import DomainEvent, EventName, event
+from pitcrew.promotions.approvals import REJECTED
 from pitcrew.promotions.checks import Checker, CheckResult
 from pitcrew.promotions.store import (
     AWAITING_APPROVAL,
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 
 APPROVAL = "approval"
 KUBE_BUDGET_S = 20.0  # of one health poll's reads from the cluster (the function has 60 s)
+# A Standard execution ends, past any Catch, at 25,000 history events; one poll of the
+# WaitHealthy loop costs about 9. Polls are spaced so a wait takes about POLLS of them, and
+# MAX_POLLS (health too slow to come for poll_seconds: 0) fails the wait, rolled back.
+POLLS = 150
+MAX_POLLS = 2 * POLLS
 
 
 class PromotionRefused(PitcrewError):
@@ -66,6 +72,12 @@ def environment(config: Config, name: str) -> EnvironmentConfig:
             return env
     known = ", ".join(e.name for e in environments(config))
     raise InputError(f"unknown environment {name!r} (known: {known})")
+
+
+def poll_seconds(env: EnvironmentConfig) -> int:
+    """The Wait between health polls: ``poll_seconds``, raised so that waiting the whole
+    ``timeout_minutes`` takes no more than about ``POLLS`` polls."""
+    return max(env.poll_seconds, int(env.timeout_minutes * 60 // POLLS))
 
 
 def lock_ttl_s(env: EnvironmentConfig) -> int:
@@ -245,7 +257,7 @@ class PromotionSteps:
         stage = {
             "done": False,
             "environment": env.name,
-            "poll_seconds": env.poll_seconds,
+            "poll_seconds": poll_seconds(env),
             "approval_timeout_s": max(1, round(env.approval_timeout_minutes * 60)),
             "merge_timeout_s": max(1, round(env.merge_timeout_minutes * 60)),
         }
@@ -351,9 +363,8 @@ class PromotionSteps:
         if not merged and env.auto_promote and not needs_approval:
             promotion = self._merge(promotion, env.name, "update")
             merged = True
-        detail = (
-            f"#{pull['number']} {pull['state']}" if pull["number"] else "already at this version"
-        )
+        state = "merged" if merged else pull["state"]
+        detail = f"#{pull['number']} {state}" if pull["number"] else "already at this version"
         self._note(promotion, "update", "merged" if merged else "opened", detail)
         return {"merged": merged, "approval": needs_approval}
 
@@ -467,6 +478,19 @@ class PromotionSteps:
             )
             self._note(promotion, "wait healthy", "timed out", reason)
             raise PromotionUnhealthy(reason)
+        polls = f"polls:{env.name}:{phase}"
+
+        def count(p: Promotion) -> None:
+            p.settings[polls] = int(p.settings.get(polls, 0)) + 1
+
+        promotion = self._change(promotion, count)
+        if int(promotion.settings[polls]) >= MAX_POLLS:
+            reason = (
+                f"{env.name} did not become healthy in {MAX_POLLS} polls (poll_seconds "
+                f"{env.poll_seconds} is too short for its timeout_minutes): {detail}"
+            )
+            self._note(promotion, "wait healthy", "timed out", reason)
+            raise PromotionUnhealthy(reason)
         return {"healthy": False, "detail": detail}
 
     def _rollout(self, promotion: Promotion, env: EnvironmentConfig, phase: str) -> Rollout:
@@ -562,6 +586,7 @@ class PromotionSteps:
             promotion.id,
             stable=True,
             rollback=promotion.kind == "rollback",
+            replaced=promotion.replaced.get(env.name),
         )
 
         def done(p: Promotion) -> None:
@@ -577,7 +602,7 @@ class PromotionSteps:
         """After a failure: if the update was merged, the pull request restoring the version
         it replaced (merged where the environment promotes automatically)."""
         env = self._env(promotion)
-        reason = _reason(task)
+        reason = _reason(task, promotion)
 
         def failing(p: Promotion) -> None:
             p.reason = p.reason or reason
@@ -661,7 +686,7 @@ class PromotionSteps:
     def fail(self, promotion: Promotion, task: Mapping[str, Any]) -> dict[str, Any]:
         error = task.get("error") or {}
         refused = isinstance(error, Mapping) and error.get("Error") == "PromotionRefused"
-        reason = _reason(task)
+        reason = _reason(task, promotion)
 
         def failing(p: Promotion) -> None:
             p.reason = p.reason or reason
@@ -738,13 +763,18 @@ class PromotionSteps:
                 )
 
 
-def _reason(task: Mapping[str, Any]) -> str:
+def _reason(task: Mapping[str, Any], promotion: Promotion | None = None) -> str:
     error = task.get("error")
     if not isinstance(error, Mapping):
         return "failed"
     name = str(error.get("Error") or "failed")
     cause = error.get("Cause")
     text = str(cause or "")
+    decision = (promotion.approval or {}) if promotion is not None else {}
+    if name == REJECTED and decision.get("decision") == "rejected":
+        # The decision as kept, not the Cause: not every executor passes SendTaskFailure's on.
+        why = f": {decision['reason']}" if decision.get("reason") else ""
+        return f"rejected by {decision.get('decided_by')}{why}"
     with contextlib.suppress(ValueError, TypeError):
         parsed = json.loads(text)
         if isinstance(parsed, Mapping) and parsed.get("errorMessage"):

@@ -18,6 +18,7 @@ conditional: a promotion carries a ``revision`` and ``change`` retries on a conf
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ RUNNING = "running"
 AWAITING_APPROVAL = "awaiting_approval"
 ENDED = ("succeeded", "failed", "refused", "rolled_back")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ID = re.compile(f"[{_CROCKFORD}]{{26}}")
 
 
 def new_id(now: float | None = None) -> str:
@@ -169,6 +171,8 @@ class PromotionStore:
         self.table.put(promotion.to_item(self.clock()), condition="attribute_not_exists(pk)")
 
     def find(self, promotion_id: str) -> Promotion | None:
+        if not _ID.fullmatch(promotion_id):
+            return None  # not an id new_id() makes (and too long a key would be a 5xx)
         item = self.table.get({"pk": PROMOTIONS_PK, "sk": promotion_id})
         return Promotion.from_item(item) if item else None
 
@@ -280,12 +284,18 @@ class PromotionStore:
         *,
         stable: bool,
         rollback: bool = False,
+        replaced: str | None = None,
     ) -> AppVersions:
         """``version`` is now current in ``environment`` (and stable when verified there). A
         new stable version keeps the one it replaces as ``previous_stable``, unless it is a
-        rollback (going back does not make the abandoned version a place to return to)."""
+        rollback (going back does not make the abandoned version a place to return to).
+        ``replaced``: the version the update found in the manifests, ``previous`` unless the
+        environment already ran ``version``."""
         before = self.versions(environment, app)
-        previous = before.previous if before.current == version else before.current
+        if replaced is not None and replaced != version:
+            previous: str | None = replaced
+        else:
+            previous = before.previous if before.current == version else before.current
         previous_stable = before.previous_stable
         if stable and version != before.stable:
             if not rollback:
