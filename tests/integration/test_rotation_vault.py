@@ -16,7 +16,7 @@ from pitcrew.config import VaultConfig, parse_config_text
 from pitcrew.errors import UnauthorizedError
 from pitcrew.events import DomainEvent
 from pitcrew.rotation.vault import VaultRotation, vault_client
-from tests.support.fakevault import FakeVault
+from tests.support.fakevault import FakeVault, Key
 from tests.support.secret_logs import no_secret_in_logs, remember  # noqa: F401 - autouse
 
 pytestmark = pytest.mark.integration
@@ -199,6 +199,73 @@ def test_a_wrong_token_is_unauthorized(vault: FakeVault) -> None:
 
     assert result.status == "failed"
     assert "permission denied" in result.reason
+
+
+def test_metadata_vault_refuses_after_the_write_still_counts_as_rotated(
+    vault: FakeVault,
+) -> None:
+    vault.put("apps/crowded", {"value": "crowded-value-1234"}, created=OLD)
+    # Vault keeps at most 64 custom_metadata keys: pitcrew's three more are refused.
+    vault.keys["apps/crowded"].custom_metadata = {f"team-{n}": "x" for n in range(63)}
+    published: list[DomainEvent] = []
+
+    [result] = rotation(vault, "[{path: apps/crowded}]", published).run()
+
+    assert (result.status, result.version) == ("rotated", 2)
+    assert "custom_metadata not recorded" in result.reason
+    assert "at most 64 keys" in result.reason
+    assert vault.latest("apps/crowded")["value"] != "crowded-value-1234"
+    assert len(vault.keys["apps/crowded"].custom_metadata) == 63
+    assert [e.name for e in published] == ["SecretRotated"]
+
+
+def test_a_current_version_vault_deleted_is_not_rotated_over(vault: FakeVault) -> None:
+    # delete_version_after (24h) shorter than every_days: the value expired before rotation.
+    vault.keys["apps/expired"] = Key(delete_version_after="24h0m0s")
+    vault.put("apps/expired", {"value": "expired-value-1234", "owner": "payments"}, created=OLD)
+    published: list[DomainEvent] = []
+
+    [result] = rotation(vault, "[{path: apps/expired}]", published).run()
+
+    assert result.status == "failed"
+    assert "version 1 was deleted at 2024-10-11T03:00:00Z" in result.reason
+    assert "delete_version_after 24h0m0s" in result.reason
+    assert vault.keys["apps/expired"].current == 1
+    assert vault.service.received("POST", "/v1/secret/data/") == []
+    assert [(e.name, e.detail["step"]) for e in published] == [("SecretRotationFailed", "rotate")]
+
+
+def test_the_fake_answers_metadata_and_deleted_versions_as_vault_does(vault: FakeVault) -> None:
+    import hvac
+    from hvac import exceptions
+
+    client = hvac.Client(url=vault.url, token=vault.root_token)
+    kv = client.secrets.kv.v2
+    for n in range(3):
+        kv.create_or_update_secret(path="apps/shape", secret={"value": f"shape-{n}-1234"})
+    # A metadata write changes only what it names and prunes nothing until the next write.
+    kv.update_metadata(path="apps/shape", max_versions=2, delete_version_after="1h")
+    meta = kv.read_secret_metadata(path="apps/shape")["data"]
+    assert (meta["max_versions"], meta["delete_version_after"]) == (2, "1h0m0s")
+    assert sorted(meta["versions"]) == ["1", "2", "3"]
+    kv.create_or_update_secret(path="apps/shape", secret={"value": "shape-3-1234"})
+    meta = kv.read_secret_metadata(path="apps/shape")["data"]
+    assert (sorted(meta["versions"]), meta["oldest_version"]) == (["3", "4"], 3)
+    assert meta["versions"]["4"]["deletion_time"].startswith("2024-11-19T04:00:00")
+    with pytest.raises(exceptions.InvalidRequest, match="at most 64 keys, provided 65"):
+        kv.update_metadata(path="apps/shape", custom_metadata={f"k{n}": "v" for n in range(65)})
+    # The larger of the key's and the mount's max_versions wins.
+    vault.mount_max_versions = 5
+    for n in range(3):
+        kv.create_or_update_secret(path="apps/shape", secret={"value": f"more-{n}-1234"})
+    assert len(vault.keys["apps/shape"].versions) == 5
+    # Past its deletion_time a version answers 404 with its metadata and no data.
+    vault.clock = lambda: NOW + timedelta(hours=2)
+    with pytest.raises(exceptions.InvalidPath):
+        kv.read_secret_version(path="apps/shape", raise_on_deleted_version=True)
+    deleted = kv.read_secret_version(path="apps/shape", raise_on_deleted_version=False)
+    assert deleted["data"]["data"] is None
+    assert deleted["data"]["metadata"]["version"] == 7
 
 
 def _json(value: Any) -> str:

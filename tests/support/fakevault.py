@@ -4,34 +4,48 @@ Vault's HTTP API documentation describes them, for the real ``hvac`` client.
 - ``GET/POST /v1/{mount}/data/{path}``: read (latest or ``?version=N``) and write, with
   ``options.cas``: 0 creates only, N writes only if N is the current version, else 400
   "check-and-set parameter did not match the current version"; a key (or the mount) with
-  ``cas_required`` refuses writes without it. Versions beyond ``max_versions`` (the key's,
-  else the mount's, default 10) are pruned, oldest first.
+  ``cas_required`` refuses writes without it. A write prunes the versions beyond
+  ``max_versions`` (the larger of the key's and the mount's, 10 when both are 0), oldest
+  first, and moves ``oldest_version``. A version gets a ``deletion_time`` from
+  ``delete_version_after`` (the key's, else the mount's; "0s" never); once past, reading it
+  answers 404 with its metadata and ``"data": null``, as Vault does.
 - ``GET/POST /v1/{mount}/metadata/{path}``: ``current_version``, ``oldest_version``,
-  ``versions`` with ``created_time``, ``max_versions``, ``cas_required``,
-  ``delete_version_after``, ``custom_metadata`` (a POST replaces only the fields it names).
+  ``versions`` with ``created_time`` / ``deletion_time``, ``max_versions``,
+  ``cas_required``, ``delete_version_after``, ``custom_metadata``. A POST changes only the
+  fields it names and prunes nothing; ``custom_metadata`` is validated as Vault does (at
+  most 64 keys, keys up to 128 and values up to 512 characters, none empty; values read as
+  strings) and replaces the whole map.
 - ``POST /v1/auth/aws/login``: the signed ``sts:GetCallerIdentity`` request of the IAM auth
   method (``iam_http_request_method``, base64 ``iam_request_url`` / ``iam_request_body`` /
   ``iam_request_headers``), checked for shape and a SigV4 ``Authorization`` header, and the
   ``role`` against the roles the test configured.
 - ``GET /v1/auth/token/lookup-self``; every other call needs a valid ``X-Vault-Token``.
 
-Errors have Vault's shape: ``{"errors": [...]}``. ``after_read`` runs a test's hook right
-after a data read is answered: a concurrent writer, racing the code under test.
+Errors have Vault's shape: ``{"errors": [...]}``, ``Content-Type: application/json``.
+``after_read`` runs a test's hook right after a data read is answered: a concurrent writer,
+racing the code under test.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.fakehttp import FakeService, Reply, Request
+
+
+def vault_reply(status: int, body: Any = None) -> Reply:
+    """A reply with Vault's ``Content-Type: application/json`` (exactly: hvac reads an
+    error's ``errors`` only then)."""
+    return Reply(status, body, {"Content-Type": "application/json"} if body is not None else {})
 
 
 def vault_time(moment: datetime) -> str:
@@ -39,16 +53,49 @@ def vault_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
 
 
+# Vault's limits on custom_metadata (vault-plugin-secrets-kv, path_metadata.go).
+MAX_CUSTOM_METADATA_KEYS = 64
+MAX_CUSTOM_METADATA_KEY_LENGTH = 128
+MAX_CUSTOM_METADATA_VALUE_LENGTH = 512
+DEFAULT_MAX_VERSIONS = 10
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|d)")
+
+
+def parse_duration(text: str | int) -> timedelta:
+    """A duration as Vault takes it: seconds, or Go's ``1h30m``/``768h0m0s`` (and ``d``)."""
+    if isinstance(text, int) or str(text).isdigit():
+        return timedelta(seconds=int(text))
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    parts = _DURATION_PART.findall(str(text))
+    if not parts or "".join(n + u for n, u in parts) != str(text):
+        raise ValueError(f"invalid duration {text!r}")
+    return timedelta(seconds=sum(float(n) * units[u] for n, u in parts))
+
+
+def go_duration(duration: timedelta) -> str:
+    """Go's ``Duration.String`` for whole seconds, as Vault shows ``delete_version_after``."""
+    seconds = int(duration.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
 @dataclass
 class Version:
     data: dict[str, Any]
     created: datetime
+    deletion: datetime | None = None
 
 
 @dataclass
 class Key:
     versions: dict[int, Version] = field(default_factory=dict)
     current: int = 0
+    oldest: int = 0
     max_versions: int = 0
     cas_required: bool = False
     delete_version_after: str = "0s"
@@ -65,8 +112,9 @@ class FakeVault:
         self.mount = mount
         self.clock = clock or (lambda: datetime.now(UTC))
         self.keys: dict[str, Key] = {}
-        self.mount_max_versions = 10
+        self.mount_max_versions = 0  # Vault's config default: 0, which keeps 10
         self.mount_cas_required = False
+        self.mount_delete_version_after = "0s"
         self.roles: set[str] = set()
         self.root_token = "hvs." + secrets.token_urlsafe(24)
         self.tokens: dict[str, dict[str, Any]] = {self.root_token: {"policies": ["root"]}}
@@ -116,12 +164,27 @@ class FakeVault:
     def _write(self, path: str, data: dict[str, Any], when: datetime) -> int:
         key = self.keys.setdefault(path, Key(created=when))
         key.current += 1
-        key.versions[key.current] = Version(dict(data), when)
+        # The key's delete_version_after, else the mount's; "0s" means never.
+        after = parse_duration(key.delete_version_after)
+        if not after:
+            after = parse_duration(self.mount_delete_version_after)
+        key.versions[key.current] = Version(dict(data), when, when + after if after else None)
         key.updated = when
-        limit = key.max_versions or self.mount_max_versions
-        while len(key.versions) > limit:
-            del key.versions[min(key.versions)]
+        # Vault's AddVersion: the larger of the key's and the mount's max_versions.
+        limit = max(key.max_versions, self.mount_max_versions) or DEFAULT_MAX_VERSIONS
+        if key.current - key.oldest >= limit:
+            to_delete = key.current - limit
+            for number in [n for n in key.versions if n <= to_delete]:
+                del key.versions[number]
+            key.oldest = to_delete + 1
         return key.current
+
+    def _deleted(self, version: Version) -> bool:
+        return version.deletion is not None and version.deletion <= self.clock()
+
+    @staticmethod
+    def _deletion_time(version: Version) -> str:
+        return vault_time(version.deletion) if version.deletion else ""
 
     def _metadata(self, path: str, key: Key) -> dict[str, Any]:
         return {
@@ -131,12 +194,12 @@ class FakeVault:
             "custom_metadata": dict(key.custom_metadata) or None,
             "delete_version_after": key.delete_version_after,
             "max_versions": key.max_versions,
-            "oldest_version": min(key.versions) if key.versions else 0,
+            "oldest_version": key.oldest,
             "updated_time": vault_time(key.updated or self.clock()),
             "versions": {
                 str(n): {
                     "created_time": vault_time(v.created),
-                    "deletion_time": "",
+                    "deletion_time": self._deletion_time(v),
                     "destroyed": False,
                 }
                 for n, v in sorted(key.versions.items())
@@ -147,7 +210,7 @@ class FakeVault:
         return {
             "created_time": vault_time(key.versions[number].created),
             "custom_metadata": dict(key.custom_metadata) or None,
-            "deletion_time": "",
+            "deletion_time": self._deletion_time(key.versions[number]),
             "destroyed": False,
             "version": number,
         }
@@ -165,7 +228,7 @@ class FakeVault:
 
     @staticmethod
     def _error(status: int, *messages: str) -> Reply:
-        return Reply(status, {"errors": list(messages)})
+        return vault_reply(status, {"errors": list(messages)})
 
     def _authorized(self, request: Request) -> bool:
         token = request.header("X-Vault-Token")
@@ -190,7 +253,12 @@ class FakeVault:
             number = int(wanted[0]) if wanted and wanted[0] != "0" else (key.current if key else 0)
             if key is None or number not in key.versions:
                 return self._error(404)
-            reply = Reply(
+            if self._deleted(key.versions[number]):
+                # Vault answers a deleted version with its metadata and no data.
+                return vault_reply(
+                    404, {"data": {"data": None, "metadata": self._version_metadata(key, number)}}
+                )
+            reply = vault_reply(
                 200,
                 {
                     "request_id": secrets.token_hex(8),
@@ -232,7 +300,7 @@ class FakeVault:
                     )
             number = self._write(path, data, self.clock())
             key = self.keys[path]
-            return Reply(200, {"data": self._version_metadata(key, number)})
+            return vault_reply(200, {"data": self._version_metadata(key, number)})
 
     def _get_meta(self, request: Request) -> Reply:
         path, refused = self._key_request(request)
@@ -242,30 +310,37 @@ class FakeVault:
             key = self.keys.get(path)
             if key is None:
                 return self._error(404)
-            return Reply(200, {"data": self._metadata(path, key)})
+            return vault_reply(200, {"data": self._metadata(path, key)})
 
     def _post_meta(self, request: Request) -> Reply:
         path, refused = self._key_request(request)
         if refused is not None or path is None:
             return refused or self._error(400)
         body = request.json() or {}
+        custom: dict[str, str] | None = None
+        if body.get("custom_metadata") is not None:
+            custom = {k: _as_text(v) for k, v in dict(body["custom_metadata"]).items()}
+            problems = _custom_metadata_problems(custom)
+            if problems:
+                return self._error(400, "; ".join(problems))
+        delete_after = None
+        if "delete_version_after" in body:
+            try:
+                delete_after = go_duration(parse_duration(body["delete_version_after"]))
+            except ValueError as exc:
+                return self._error(400, str(exc))
         with self._lock:
             key = self.keys.setdefault(path, Key(created=self.clock()))
+            # Only what the request names changes; nothing is pruned until the next write.
             if "max_versions" in body:
                 key.max_versions = int(body["max_versions"])
             if "cas_required" in body:
                 key.cas_required = bool(body["cas_required"])
-            if "delete_version_after" in body:
-                key.delete_version_after = str(body["delete_version_after"])
-            if "custom_metadata" in body:
-                custom = body["custom_metadata"] or {}
-                if not all(isinstance(v, str) for v in custom.values()):
-                    return self._error(400, "custom_metadata values must be strings")
-                key.custom_metadata = dict(custom)
-            limit = key.max_versions or self.mount_max_versions
-            while len(key.versions) > limit:
-                del key.versions[min(key.versions)]
-        return Reply(204)
+            if delete_after is not None:
+                key.delete_version_after = delete_after
+            if custom is not None:
+                key.custom_metadata = custom
+        return vault_reply(204)
 
     def _login(self, request: Request) -> Reply:
         body = request.json() or {}
@@ -282,7 +357,7 @@ class FakeVault:
         with self._lock:
             self.tokens[token] = {"policies": ["default", role], "role": role}
             self.logins.append({"role": role, "access_key": access_key})
-        return Reply(
+        return vault_reply(
             200,
             {
                 "auth": {
@@ -302,7 +377,37 @@ class FakeVault:
             return self._error(403, "permission denied")
         token = request.header("X-Vault-Token") or ""
         info = self.tokens[token]
-        return Reply(200, {"data": {"policies": info["policies"], "ttl": 3600, "id": token}})
+        return vault_reply(200, {"data": {"policies": info["policies"], "ttl": 3600, "id": token}})
+
+
+def _as_text(value: Any) -> str:
+    # Vault decodes custom_metadata values weakly: numbers and booleans become text.
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return "" if value is None else str(value)
+
+
+def _custom_metadata_problems(custom: dict[str, str]) -> list[str]:
+    """Vault's ``validateCustomMetadata``: its messages, all problems at once."""
+    prefix = "custom_metadata validation failed"
+    if len(custom) > MAX_CUSTOM_METADATA_KEYS:
+        return [
+            f"{prefix}: payload must contain at most {MAX_CUSTOM_METADATA_KEYS} keys, "
+            f"provided {len(custom)}"
+        ]
+    problems = []
+    for key, value in custom.items():
+        if not 0 < len(key) <= MAX_CUSTOM_METADATA_KEY_LENGTH:
+            problems.append(
+                f"{prefix}: length of key {key!r} is {len(key)} but must be "
+                f"0 < len(key) <= {MAX_CUSTOM_METADATA_KEY_LENGTH}"
+            )
+        if not 0 < len(value) <= MAX_CUSTOM_METADATA_VALUE_LENGTH:
+            problems.append(
+                f"{prefix}: length of value for key {key!r} is {len(value)} but must be "
+                f"0 < len(value) <= {MAX_CUSTOM_METADATA_VALUE_LENGTH}"
+            )
+    return problems
 
 
 def _iam_request_problem(body: dict[str, Any]) -> str | None:

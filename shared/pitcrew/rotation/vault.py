@@ -10,7 +10,11 @@ check-and-set on the version just read, so a concurrent writer is never overwrit
 - ``max_versions``: the previous value must stay readable for consumers that lag, so a key
   limited to fewer than 2 versions is raised to 2 before the write (and the result says so).
 - ``custom_metadata`` records when and by what (``pitcrew-rotated-at``,
-  ``pitcrew-rotated-by``, ``pitcrew-rotated-version``); other custom metadata is kept.
+  ``pitcrew-rotated-by``, ``pitcrew-rotated-version``); other custom metadata is kept. The
+  write is what rotates: when Vault then refuses the metadata (its 64-key limit, a policy
+  without ``metadata`` update), the result is still ``rotated``, its reason says so.
+- A current version Vault has deleted (``delete_version_after``, or ``vault kv delete``)
+  is not rotated over: the entry fails, naming the version and when it was deleted.
 - Auth: ``aws_iam`` (hvac's ``iam_login``, signed with the function's own credentials from
   boto3's session) or a ``token`` (a ``secret:`` reference). hvac is imported on first use.
 """
@@ -69,6 +73,7 @@ class KeyMetadata:
     cas_required: bool
     custom: Mapping[str, str]
     delete_after: str = "0s"
+    current_deleted: datetime | None = None  # the current version's deletion_time
 
 
 class VaultKV:
@@ -95,6 +100,7 @@ class VaultKV:
             cas_required=bool(data.get("cas_required")),
             custom=dict(data.get("custom_metadata") or {}),
             delete_after=str(data.get("delete_version_after") or "0s"),
+            current_deleted=_parse_time(version.get("deletion_time")),
         )
 
     def read(self, path: str) -> tuple[dict[str, Any], int]:
@@ -124,8 +130,9 @@ class VaultKV:
         custom: Mapping[str, str],
         max_versions: int | None = None,
     ) -> None:
-        """Set custom metadata (and max_versions). A metadata POST resets what it does not
-        name, and hvac always names ``delete_version_after``: the key's own is sent back."""
+        """Set custom metadata (and max_versions). A metadata POST changes only what it
+        names, but hvac always names ``delete_version_after`` ("0s" unless given): the key's
+        own is sent back, so it is kept."""
         with vault_errors(path):
             self._kv.update_metadata(
                 path=path,
@@ -251,6 +258,13 @@ class VaultRotation:
         """One entry: skipped when not due, else a check-and-set write of a new value."""
         now = self._clock()
         metadata = kv.metadata(entry.path)
+        if metadata.current_deleted is not None and metadata.current_deleted <= now:
+            raise NotFoundError(
+                f"vault: {entry.path}: version {metadata.current_version} was deleted at "
+                f"{metadata.current_deleted.strftime('%Y-%m-%dT%H:%M:%SZ')} (delete_version_after "
+                f"{metadata.delete_after}, or a delete): not rotated over; keep every_days "
+                "below delete_version_after, and write a new version by hand"
+            )
         if metadata.created is not None and now - metadata.created < timedelta(
             days=entry.every_days
         ):
@@ -278,7 +292,11 @@ class VaultRotation:
             "pitcrew-rotated-by": self.rotated_by,
             "pitcrew-rotated-version": str(written),
         }
-        kv.update_metadata(entry.path, metadata, custom=custom)
+        try:
+            kv.update_metadata(entry.path, metadata, custom=custom)
+        except PitcrewError as exc:
+            # The new value is written and current: a rotation, whatever the metadata says.
+            notes.append(f"custom_metadata not recorded: {type(exc).__name__}: {exc}")
         return VaultResult(entry.path, "rotated", written, "; ".join(notes))
 
     def _rotated(self, entry: RotationEntry, result: VaultResult) -> DomainEvent:
