@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from pitcrew.errors import BadRequestError, ServiceError
+from pitcrew.errors import BadRequestError, ConfigError, ServiceError
 from pitcrew.observability import SecretWireFilter, register_secret
 from pitcrew.rotation.github_webhook import hook_of
 from pitcrew.rotation.postgres import Login, _create_member, _set_password, other_user
+from pitcrew.rotation.remote import call
 from pitcrew.rotation.store import SecretInfo, SecretStore, secret_fields
 from pitcrew.rotation.strategy import RotationContext, value_at_key, with_new_value
 from pitcrew.rotation.vault import _parse_time, random_value
@@ -191,3 +192,10 @@ def test_a_refused_role_statement_is_a_service_error_naming_the_sqlstate() -> No
 
     with pytest.raises(ServiceError, match=r"changing role app: permission denied .*\(42501\)"):
         _set_password(connection, "app", "New-password-0123456789")
+
+
+def test_a_bad_endpoint_url_is_a_config_error_without_its_credentials() -> None:
+    with pytest.raises(ConfigError, match="http-endpoint: the URL is not valid") as caught:
+        call("http-endpoint", "POST", "https://admin:Endpoint-pw-0123@host:xx/rotate", json={})
+
+    assert "Endpoint-pw-0123" not in str(caught.value)

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pitcrew import __version__
-from pitcrew.errors import ServiceError, TransientServiceError
+from pitcrew.errors import ConfigError, ServiceError, TransientServiceError
 
 USER_AGENT = f"pitcrew/{__version__} (+rotation)"
 
@@ -42,6 +42,11 @@ def call(
         raise TransientServiceError(service, f"{where}: timed out") from exc
     except httpx.TransportError as exc:
         raise TransientServiceError(service, f"{where}: {type(exc).__name__}") from exc
+    except httpx.RequestError as exc:  # a body that does not decode, too many redirects
+        raise ServiceError(service, f"{where}: {type(exc).__name__}") from exc
+    except httpx.InvalidURL as exc:
+        # httpx names the bad part (port, host); the URL's credentials stay out of it.
+        raise ConfigError([f"{service}: the URL is not valid ({exc})"]) from exc
     if response.status_code == 429 or response.status_code >= 500:
         raise TransientServiceError(service, f"{where} answered {response.status_code}")
     if response.status_code >= 300:
