@@ -218,3 +218,33 @@ def test_the_new_patch_file_is_listed_in_the_kustomization_as_written(
     change = render_change(find_manifest(source, API, TEMPLATES, PATCH), PATCH)
     assert change.files[f"{overlay}/kustomization.yaml"] == expected
     assert yaml.safe_load(expected)["patches"][-1] == {"path": "pitcrew-deployment-api.yaml"}
+
+
+@pytest.mark.parametrize(
+    "listed_as", ["patches:\n  - path: memory.yaml\n", "patchesStrategicMerge: [memory.yaml]\n"]
+)
+def test_the_allowlist_sees_the_object_as_the_overlay_makes_it(listed_as: str) -> None:
+    from pitcrew.incidents.patches import check_patch, find_container
+
+    overlay = "clusters/prod-eu/payments/api"
+    base = {
+        "base/api/kustomization.yaml": "resources:\n  - deployment.yaml\n",
+        "base/api/deployment.yaml": deployment(namespace=None, memory="4Gi"),
+    }
+    source = Files(
+        {
+            **base,
+            f"{overlay}/kustomization.yaml": "resources:\n  - ../../../../base/api\n" + listed_as,
+            # This overlay runs api small: 256Mi, whatever the base says.
+            f"{overlay}/memory.yaml": deployment(namespace=None, memory="256Mi"),
+        }
+    )
+    container = {"name": "api", "resources": {"limits": {"memory": "3Gi"}}}
+    three_gi = {**PATCH, "spec": {"template": {"spec": {"containers": [container]}}}}
+
+    workload = find_manifest(source, API, TEMPLATES, three_gi).workload
+
+    found = find_container(workload, "api")
+    assert found is not None and found["resources"]["limits"]["memory"] == "256Mi"
+    assert workload["metadata"]["name"] == "api" and workload["kind"] == "Deployment"
+    assert check_patch(three_gi, workload)  # 256Mi -> 3Gi is 12x: refused

@@ -30,6 +30,7 @@ from pitcrew.gitops.patching import (
     documents,
     dump_new,
     matches,
+    merged,
     strip_identity,
     unified_diff,
 )
@@ -180,23 +181,28 @@ def _overlay_target(
     if defining is None:
         return None
     resource_path, resource_doc = defining
+    # The overlay's patches of the object (a patch file's namespace may be left to the
+    # overlay: kind and name match). The allowlist judges the object as the overlay makes
+    # it, not the base: an overlay may run it smaller or larger.
+    patching = [
+        (path, text, document)
+        for path in reader.patch_files(kustomization)
+        if (text := source.read(path)) is not None
+        for document in documents(text)
+        if matches(document.value, workload.kind, workload.name)
+    ]
     base_value = resource_doc.value
-    for path in reader.patch_files(kustomization):
-        text = source.read(path)
-        if text is None:
-            continue
-        for document in documents(text):
-            # A patch file's namespace may be left to the overlay: match kind and name.
-            if matches(document.value, workload.kind, workload.name) and (
-                defines_any(document.value, patch) or path == own_patch_file
-            ):
-                return ManifestTarget(
-                    path=path,
-                    document=document.index,
-                    text=text,
-                    workload=base_value,
-                    how=f"kustomize patch {path} of overlay {overlay}",
-                )
+    for _, _, document in patching:
+        base_value = merged(base_value, strip_identity(document.value))
+    for path, text, document in patching:
+        if defines_any(document.value, patch) or path == own_patch_file:
+            return ManifestTarget(
+                path=path,
+                document=document.index,
+                text=text,
+                workload=base_value,
+                how=f"kustomize patch {path} of overlay {overlay}",
+            )
     inside_overlay = not overlay or resource_path.startswith(overlay + "/")
     if inside_overlay:
         return ManifestTarget(

@@ -145,6 +145,43 @@ def defines_any(value: Any, patch: Mapping[str, Any]) -> bool:
     return any(defines(value, path) for path in leaf_paths(strip_identity(patch)))
 
 
+def merged(value: Any, patch: Any) -> Any:
+    """``value`` (a parsed document) with a strategic-merge ``patch`` applied, as plain
+    data: what Kustomize makes of a base and an overlay's patch (directives are ignored)."""
+    if not isinstance(value, Mapping) or not isinstance(patch, Mapping):
+        return patch
+    out = dict(value)
+    for key, item in patch.items():
+        current = out.get(key)
+        if isinstance(key, str) and key.startswith("$"):
+            continue
+        if item is None:
+            out.pop(key, None)
+        elif isinstance(item, Mapping):
+            out[key] = merged(current, item) if isinstance(current, Mapping) else item
+        elif isinstance(item, list) and key in MERGE_KEYS and isinstance(current, list):
+            merge_key, items = MERGE_KEYS[key], list(current)
+            for entry in item:
+                if not isinstance(entry, Mapping) or merge_key not in entry:
+                    continue
+                at = next(
+                    (
+                        i
+                        for i, e in enumerate(items)
+                        if isinstance(e, Mapping) and e.get(merge_key) == entry[merge_key]
+                    ),
+                    None,
+                )
+                if at is None:
+                    items.append(entry)
+                else:
+                    items[at] = merged(items[at], entry)
+            out[key] = items
+        else:
+            out[key] = item
+    return out
+
+
 # --- round trip ------------------------------------------------------------------------------
 
 
