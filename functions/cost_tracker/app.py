@@ -26,11 +26,15 @@ logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()
 idempotency_store = persistence_layer()
+# A scheduled event has an id; a run asked for by hand (`aws lambda invoke`, payload {}) has
+# none and simply runs.
+run_once = once_per("id")
+run_once.raise_on_no_idempotency_key = False
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-@idempotent(persistence_store=idempotency_store, config=once_per("id"))
+@idempotent(persistence_store=idempotency_store, config=run_once)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     costs = config.costs
     if costs is None:  # an omitted section turns the feature off

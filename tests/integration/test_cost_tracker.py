@@ -334,8 +334,12 @@ def test_the_handler_runs_on_the_scheduled_event(stack: Any, capsys: Any) -> Non
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             raise AssertionError("the same scheduled event ran twice")
 
+    tracker = module.CostTracker
     module.CostTracker = NoSecondRun
     assert module.handler(scheduled, Context(aws_request_id="req-2")) == report
+    # A run asked for by hand has no event id: it runs.
+    module.CostTracker = tracker
+    assert module.handler({}, Context(aws_request_id="req-3"))["providers"][0]["provider"] == "aws"
 
 
 def test_two_group_by_keys_tag_values_and_one_alert_when_aws_names_the_service(
