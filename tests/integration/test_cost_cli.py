@@ -43,6 +43,15 @@ def test_table_json_and_csv_from_the_costs_table(
     assert main(["costs", "--days", "5"]) == 0
     out = capsys.readouterr().out
     assert "! Amazon EC2" in out and "+100.0%" in out and "Amazon S3" in out
+    assert "groups" not in out.split("anomaly")[-1]  # every group is shown
+
+    assert main(["costs", "--days", "5", "--top", "1"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # the caption wraps
+    assert "Amazon EC2" in out and "Amazon S3" not in out and "top 1 of 2 groups" in out
+    for top in ("0", "-5"):
+        with pytest.raises(SystemExit) as refused:
+            main(["costs", "--top", top])
+        assert refused.value.code == 2 and "--top" in capsys.readouterr().err
 
 
 def test_bad_days_and_no_source_are_usage_errors(

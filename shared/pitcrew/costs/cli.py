@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     costs.add_argument("--days", default="30", help="days to show, 1-396 (default 30)")
-    costs.add_argument("--top", type=int, default=15, help="groups in the table (default 15)")
+    costs.add_argument("--top", type=_positive, default=15, help="groups in the table (default 15)")
     form = costs.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="the whole report as JSON")
     form.add_argument("--csv", action="store_true", help="one CSV line per group")
@@ -45,6 +45,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "else the table named by $COSTS_TABLE)",
     )
     costs.set_defaults(run=run_costs)
+
+
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return int(text)
 
 
 def _fail(message: str, code: int) -> int:
@@ -150,12 +156,14 @@ def print_table(report: dict[str, Any], top: int = 15) -> None:
     marked = _anomalies_by_group(report)
     days = report.get("days")
     forecast = report.get("forecast") or {}
+    groups = report.get("groups", [])
     table = Table(
         title=f"Costs, last {days} days ({report.get('from')} to {report.get('to')})",
         caption=(
             f"total ${report.get('total_usd', 0):,.2f}; month to date "
             f"${forecast.get('month_to_date_usd') or 0:,.2f}, forecast "
             f"${forecast.get('forecast_usd') or 0:,.2f}; ! = anomaly"
+            + (f"; top {top} of {len(groups)} groups" if len(groups) > top else "")
         ),
     )
     table.add_column("provider")
@@ -164,7 +172,7 @@ def print_table(report: dict[str, Any], top: int = 15) -> None:
     table.add_column("previous", justify="right")
     table.add_column("change", justify="right")
     table.add_column("anomalies")
-    for g in report.get("groups", [])[:top]:
+    for g in groups[:top]:
         change = g.get("change_pct")
         if change is None:
             change_text = "new" if g["total_usd"] > 0 else ""
