@@ -592,3 +592,39 @@ def test_markers_are_per_group_and_keys_are_short_and_stable() -> None:
     digest = key_digest(webhook.alerts[0].key)
     assert len(digest) == 20 and digest == key_digest(webhook.alerts[0].key)
     assert digest != key_digest(resolved.alerts[0].key)
+
+
+def test_node_exporter_alerts_are_about_the_node_not_the_exporter_pod() -> None:
+    # kube-prometheus-stack's node-exporter series: instance is the node's name, pod and
+    # namespace are the exporter's own.
+    def exporter_alert(name: str, instance: str) -> Alert:
+        return alert_from_dict(
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": name,
+                    "job": "node-exporter",
+                    "namespace": "monitoring",
+                    "pod": "kube-prometheus-stack-prometheus-node-exporter-7xk2p",
+                    "container": "node-exporter",
+                    "instance": instance,
+                    "mountpoint": "/var/lib/containerd",
+                    "severity": "warning",
+                },
+                "annotations": {},
+                "startsAt": "2024-11-19T08:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus/graph",
+                "fingerprint": f"{name}{instance}",
+            }
+        )
+
+    one = subject_of(exporter_alert("NodeFilesystemSpaceFillingUp", "ip-10-0-1-17.ec2.internal"))
+    other = subject_of(exporter_alert("NodeFilesystemSpaceFillingUp", "10.0.2.9:9100"))
+    assert one.workload == WorkloadRef("Node", "ip-10-0-1-17.ec2.internal")
+    assert other.workload == WorkloadRef("Node", "10.0.2.9")
+    assert one.namespace is None and one.pod is None and one.container is None
+    assert one.category_hint is Category.NODE_NOT_READY
+    clock = subject_of(exporter_alert("NodeClockNotSynchronising", "ip-10-0-1-17.ec2.internal"))
+    assert clock.workload == WorkloadRef("Node", "ip-10-0-1-17.ec2.internal")
+    assert clock.category_hint is Category.UNKNOWN

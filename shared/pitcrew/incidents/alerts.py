@@ -263,6 +263,27 @@ _NODE_ALERTS = frozenset(
     name for name, category in ALERT_CATEGORIES.items() if category is Category.NODE_NOT_READY
 )
 
+# node-exporter-mixin alerts (NodeFilesystemSpaceFillingUp, NodeMemoryHighUtilization...) are
+# about the host their series came from, not about the node-exporter pod that scraped it.
+_NODE_EXPORTER_PRESSURE = re.compile(r"^Node(Filesystem|Memory|Disk|CPU|SystemSaturation)")
+
+
+def node_of_exporter_alert(alert: Alert) -> str | None:
+    """The node a node-exporter alert is about (``node``/``nodename``, else ``instance``
+    without its port: kube-prometheus sets it to the node's name), or None."""
+    labels = alert.labels
+    name = alert.name
+    if not name.startswith("Node") or name in ALERT_CATEGORIES:
+        return None
+    if "node-exporter" not in labels.get("job", "") and "node-exporter" not in labels.get(
+        "pod", ""
+    ):
+        return None
+    node = labels.get("node") or labels.get("nodename") or labels.get("instance", "")
+    host = node.rsplit(":", 1)[0] if node.count(":") == 1 else node
+    return host or None
+
+
 # Labels that say where a series was scraped or who is paged, not what the alert is about.
 _NOISE_LABELS = frozenset(
     {
@@ -343,6 +364,8 @@ def category_hint(alert: Alert) -> Category:
         return REASON_CATEGORIES[reason]
     if is_oom_alert(alert.name):
         return Category.OOM_KILLED
+    if node_of_exporter_alert(alert) and _NODE_EXPORTER_PRESSURE.match(alert.name):
+        return Category.NODE_NOT_READY
     return ALERT_CATEGORIES.get(alert.name, Category.UNKNOWN)
 
 
@@ -355,7 +378,7 @@ def subject_of(alert: Alert) -> Subject:
     cluster = labels.get("cluster") or DEFAULT_CLUSTER
     namespace = labels.get("namespace") or None
     pod = labels.get("pod") or None
-    node = labels.get("node") or None
+    node = labels.get("node") or node_of_exporter_alert(alert)
     pvc = labels.get("persistentvolumeclaim") or None
     workload = _workload(alert, namespace, pod, node, pvc)
     if pod and not _pod_of(workload, pod):
@@ -394,7 +417,7 @@ def _pod_of(workload: WorkloadRef, pod: str) -> bool:
 def _workload(
     alert: Alert, namespace: str | None, pod: str | None, node: str | None, pvc: str | None
 ) -> WorkloadRef:
-    if alert.name in _NODE_ALERTS and node:
+    if node and (alert.name in _NODE_ALERTS or node_of_exporter_alert(alert)):
         return WorkloadRef("Node", node)
     if alert.labels.get("persistentvolume") and not pvc:
         # Before the pod: kube_persistentvolume_* series carry the exporter's pod label.
