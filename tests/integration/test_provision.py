@@ -123,7 +123,8 @@ def test_the_stack_fixture_exposes_the_resources_to_code_under_test(
 
 def test_what_the_emulator_cannot_do_is_said(stack: Stack) -> None:
     assert stack.warnings == [
-        "AWS::Serverless::Api PitcrewApi: served by the local API on :8000, not by the emulator"
+        "AWS::Serverless::Api PitcrewApi: "
+        "served by pitcrew's local API (--port), not by the emulator"
     ]
 
 

@@ -489,7 +489,7 @@ def _served_by_local_api(run: _Run, resource: Resource) -> None:
     api_id = hashlib.sha256(f"{run.stack.stack_name}/{resource.logical_id}".encode())
     run.stack.refs[resource.logical_id] = api_id.hexdigest()[:10]
     run.stack.stand_ins[resource.logical_id] = resource.type
-    run.warn(resource, "served by the local API on :8000, not by the emulator")
+    run.warn(resource, "served by pitcrew's local API (--port), not by the emulator")
 
 
 # -- DynamoDB
