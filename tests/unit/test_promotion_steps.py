@@ -145,6 +145,9 @@ class ThrottledSfn:
         class TaskDoesNotExist(Exception):
             pass
 
+        class InvalidToken(Exception):
+            pass
+
     def send_task_success(self, **kwargs: Any) -> None:
         from botocore.exceptions import ClientError
 
@@ -165,7 +168,34 @@ def test_an_approval_not_delivered_keeps_the_token_for_the_next_try() -> None:
 
     assert store.peek_token(promotion.id, "approval") == "task-token"
     assert store.waiting() == [(promotion.id, "approval")]  # the heartbeats go on
-    assert store.get(promotion.id).status == AWAITING_APPROVAL
+    still = store.get(promotion.id)
+    assert still.status == AWAITING_APPROVAL
+    assert still.approval is None  # no decision was made
+    assert "ended_at" not in still.steps[-1]
+
+
+class EagerSfn(ThrottledSfn):
+    """Delivers the rejection, and the execution's next step runs before the call returns."""
+
+    def __init__(self, store: PromotionStore) -> None:
+        self.store = store
+        self.seen: list[Any] = []
+
+    def send_task_failure(self, **kwargs: Any) -> None:
+        self.seen.append(self.store.get(kwargs["taskToken"]).approval)
+
+
+@pytest.mark.usefixtures("stack")
+def test_the_decision_is_recorded_before_the_execution_hears_of_it() -> None:
+    store = PromotionStore()
+    promotion = in_dev(store, status=AWAITING_APPROVAL)
+    store.keep_token(promotion.id, "approval", promotion.id, environment="dev")
+    sfn = EagerSfn(store)
+
+    decide(promotion.id, False, "ana", "error budget spent", store=store, sfn=sfn)
+
+    ((seen,),) = [sfn.seen]
+    assert seen["decided_by"] == "ana" and seen["reason"] == "error budget spent"
 
 
 @pytest.mark.usefixtures("stack")

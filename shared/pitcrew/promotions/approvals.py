@@ -38,35 +38,6 @@ def decide(
     token = store.take_token(promotion_id, APPROVAL)
     if token is None:
         raise ConflictError(f"promotion {promotion_id} is not awaiting approval (decided already)")
-    if sfn is None:
-        from pitcrew.aws import client
-
-        sfn = client("stepfunctions")
-    from pitcrew.aws import aws_errors
-
-    try:
-        with aws_errors("stepfunctions"):
-            try:
-                if approve:
-                    sfn.send_task_success(taskToken=token, output=json.dumps({"approved_by": by}))
-                else:
-                    cause = f"rejected by {by}" + (f": {reason}" if reason else "")
-                    sfn.send_task_failure(taskToken=token, error=REJECTED, cause=cause[:32768])
-            except sfn.exceptions.TaskTimedOut as exc:
-                raise ConflictError(
-                    f"promotion {promotion_id}: the approval already timed out"
-                ) from exc
-            except sfn.exceptions.TaskDoesNotExist as exc:
-                raise ConflictError(
-                    f"promotion {promotion_id}: nothing waits for this approval"
-                ) from exc
-    except ConflictError:
-        raise
-    except PitcrewError:
-        # Not delivered (throttled, unreachable): the task still waits, so its token goes
-        # back for the next try and for the heartbeats.
-        store.keep_token(promotion_id, APPROVAL, token, environment=promotion.environment)
-        raise
     now = clock()
 
     def decided(p: Promotion) -> None:
@@ -87,4 +58,49 @@ def decide(
             f"by {by}",
         )
 
-    return store.change(promotion_id, decided)
+    # Recorded before Step Functions hears of it: the execution's next step reads who decided.
+    before = promotion.approval
+    recorded = store.change(promotion_id, decided)
+
+    def undo(p: Promotion, waits: bool) -> None:
+        p.approval = before
+        for step in reversed(p.steps):
+            if step["step"] == "approval":
+                for key in ("ended_at", "outcome", "detail"):
+                    step.pop(key, None)
+                break
+        if waits and not p.ended:
+            p.status = AWAITING_APPROVAL
+
+    if sfn is None:
+        from pitcrew.aws import client
+
+        sfn = client("stepfunctions")
+    from pitcrew.aws import aws_errors
+
+    try:
+        with aws_errors("stepfunctions"):
+            try:
+                if approve:
+                    sfn.send_task_success(taskToken=token, output=json.dumps({"approved_by": by}))
+                else:
+                    cause = f"rejected by {by}" + (f": {reason}" if reason else "")
+                    sfn.send_task_failure(taskToken=token, error=REJECTED, cause=cause[:32768])
+            except sfn.exceptions.TaskTimedOut as exc:
+                raise ConflictError(
+                    f"promotion {promotion_id}: the approval already timed out"
+                ) from exc
+            except (sfn.exceptions.TaskDoesNotExist, sfn.exceptions.InvalidToken) as exc:
+                raise ConflictError(
+                    f"promotion {promotion_id}: nothing waits for this approval"
+                ) from exc
+    except ConflictError:
+        store.change(promotion_id, lambda p: undo(p, waits=False))
+        raise
+    except PitcrewError:
+        # Not delivered (throttled, unreachable): the task still waits, so its token goes
+        # back for the next try and for the heartbeats.
+        store.keep_token(promotion_id, APPROVAL, token, environment=promotion.environment)
+        store.change(promotion_id, lambda p: undo(p, waits=True))
+        raise
+    return recorded
