@@ -358,3 +358,20 @@ def test_the_daily_schedule_rotates_the_vault_secrets_that_are_due(
     assert metadata["pitcrew-rotated-version"] == "2"
     assert metadata["pitcrew-rotated-by"].startswith("pitcrew ")
     assert vault.version("apps/payments/api-key", 1) == {"value": "vault-old-api-key-1"}
+
+
+def test_after_a_failed_rotation_readers_still_get_the_current_value(
+    runtime: LocalRuntime, plan: Path
+) -> None:
+    # As in Secrets Manager: GetSecretValue without a stage still answers AWSCURRENT after a
+    # rotation failed part-way (moto would answer with the unfinished version).
+    arn = create_secret(runtime, "first-value-kept-7Qx", **{"pitcrew:rotation": "password"})
+    plan.write_text(json.dumps({"crash_after": "createSecret"}), encoding="utf-8")
+    try:
+        pending = rotate(runtime, arn, function="CrashingRotateFunction")
+    finally:
+        plan.write_text("{}", encoding="utf-8")
+
+    assert "AWSPENDING" in labels(runtime, arn)[pending]
+    reader = runtime.client("secretsmanager").get_secret_value(SecretId=arn)
+    assert reader["SecretString"] == "first-value-kept-7Qx"

@@ -164,6 +164,8 @@ class Bridge:
         self.functions = functions
         self.region = region
         self.account_id = account_id
+        # (secret, token) of rotations a step of which failed: Secrets Manager stops there.
+        self._failed_rotations: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ installation
 
@@ -172,6 +174,7 @@ class Bridge:
         global _active  # noqa: PLW0603 - moto's backends are process-wide, so is the hook
         from moto.awslambda.models import LambdaFunction
         from moto.events.models import Rule
+        from moto.secretsmanager.models import SecretsManagerBackend
         from moto.stepfunctions import responses
 
         with _lock:
@@ -181,7 +184,9 @@ class Bridge:
                 _originals["invoke"] = LambdaFunction.invoke
                 _originals["send_to_targets"] = Rule.send_to_targets
                 _originals["get_backend"] = responses.get_backend
+                _originals["rotate_secret"] = SecretsManagerBackend.rotate_secret
                 LambdaFunction.invoke = _invoke  # type: ignore[method-assign, assignment]
+                SecretsManagerBackend.rotate_secret = _rotate_secret  # type: ignore[method-assign, assignment]
                 Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign, assignment]
                 # The interpreter (a 2 s import) loads with the first state machine; its hook
                 # goes in then.
@@ -192,6 +197,7 @@ class Bridge:
         global _active  # noqa: PLW0603
         from moto.awslambda.models import LambdaFunction
         from moto.events.models import Rule
+        from moto.secretsmanager.models import SecretsManagerBackend
         from moto.stepfunctions import responses
 
         with _lock:
@@ -200,6 +206,7 @@ class Bridge:
             _active = None
             if _originals:
                 LambdaFunction.invoke = _originals.pop("invoke")  # type: ignore[method-assign]
+                SecretsManagerBackend.rotate_secret = _originals.pop("rotate_secret")  # type: ignore[method-assign]
                 Rule.send_to_targets = _originals.pop("send_to_targets")  # type: ignore[method-assign]
                 responses.get_backend = _originals.pop("get_backend")
                 if "start_execution" in _originals:
@@ -307,6 +314,21 @@ class Bridge:
             trigger = f"secretsmanager rotation {event['Step']}"
         if invocation_type == "DryRun":
             return b""
+        rotation = (
+            (str(event["SecretId"]), str(event["ClientRequestToken"]))
+            if trigger.startswith("secretsmanager rotation")
+            else None
+        )
+        if rotation is not None and rotation in self._failed_rotations:
+            # moto goes on with the next step after a failed one; Secrets Manager does not.
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(
+                {
+                    "errorType": "RotationStopped",
+                    "errorMessage": f"{event['Step']} not run: an earlier step of this "
+                    "rotation failed",
+                }
+            ).encode()
         if invocation_type == "Event":
             self.functions.invoke_async(runner, event, trigger=f"{trigger} (async)")
             return b""
@@ -317,6 +339,8 @@ class Bridge:
         )
         if not invocation.ok:
             response_headers["x-amz-function-error"] = invocation.function_error
+            if rotation is not None:
+                self._failed_rotations.add(rotation)
         elif trigger == "secretsmanager rotation finishSecret":
             self._end_rotation(event["SecretId"], event["ClientRequestToken"])
         payload = invocation.payload_bytes()
@@ -388,6 +412,19 @@ def _invoke(function: Any, body: Any, headers: Any, response_headers: Any) -> st
         answer: str | bytes = _originals["invoke"](function, body, headers, response_headers)
         return answer
     return bridge.invoke(runner, body, headers, response_headers)
+
+
+def _rotate_secret(backend: Any, secret_id: str, *args: Any, **kwargs: Any) -> Any:
+    # moto 5.2 makes the new version the default one (what GetSecretValue without a stage
+    # answers) after invoking the four steps, whatever their outcome. Secrets Manager answers
+    # with AWSCURRENT, which a failed rotation leaves on the old version.
+    answer = _originals["rotate_secret"](backend, secret_id, *args, **kwargs)
+    secret = backend.secrets[secret_id]
+    for version_id, version in secret.versions.items():
+        if "AWSCURRENT" in version.get("version_stages", []):
+            secret.set_default_version_id(version_id)
+            break
+    return answer
 
 
 def _send_to_targets(rule: Any, original_event: Any, transform_input: bool = True) -> None:
