@@ -345,6 +345,8 @@ def test_past_the_attempt_limit_one_comment_and_no_pull_request(
     assert len(github.comments(REPO, pull["number"])) == 1  # one comment, not one per try
     events = [e["event"] for e in harness.store.get(second["id"]).timeline]
     assert events.count("fix attempts exhausted") == 1
+    failed = [e for e in harness.published if e.name == "FixPullRequestFailed"]
+    assert len(failed) == 1 and "the limit is 1" in failed[0].detail["error"]
 
 
 def test_5xx_and_secondary_rate_limits_are_retried_honouring_retry_after(

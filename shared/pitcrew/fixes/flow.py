@@ -4,12 +4,12 @@ reviewable change in the GitOps repository, guarded.
 In order: skip what has no patch or no GitHub configuration; never twice (an open pitcrew
 pull request for the same signature gets a comment instead); at most
 ``gitops.max_fix_attempts`` pull requests per workload per 24 h (past that, one timeline
-entry and one comment, no pull request); find the manifest (``pitcrew.gitops``); check the
-patch against the allowlist again, against the manifest as Git has it, right before
-anything is written (an out-of-policy patch never reaches a commit); then either
-``safe_mode``'s comment on the workload's tracking issue, or one commit on
-``pitcrew/fix-<namespace>-<workload>-<short id>`` and a labelled pull request, recorded on the
-incident and published as ``FixPullRequestOpened``.
+entry, one comment and one ``FixPullRequestFailed``, no pull request); find the manifest
+(``pitcrew.gitops``); check the patch against the allowlist again, against the manifest as
+Git has it, right before anything is written (an out-of-policy patch never reaches a
+commit); then either ``safe_mode``'s comment on the workload's tracking issue, or one commit
+on ``pitcrew/fix-<namespace>-<workload>-<short id>`` and a labelled pull request, recorded on
+the incident and published as ``FixPullRequestOpened``.
 
 Failures are never silent: a permanent one (no manifest, refused by GitHub, bad patch) is
 recorded on the incident's timeline as ``fix failed`` with the reason, logged, counted
@@ -260,6 +260,10 @@ class FixFlow:
         if not already:
             self._note(incident, EXHAUSTED, detail)
             self._count("FixAttemptsExhausted")
+            # The one event: subscribers learn that no further fix will come today.
+            self._publish(
+                event(EventName.FIX_PULL_REQUEST_FAILED, {**incident, "error": f"{detail}"})
+            )
             if recent:
                 newest = max(recent, key=lambda item: item.created_at)
                 url = self.github.comment(
