@@ -27,6 +27,7 @@ from pitcrew.incidents.model import Diagnosis
 from pitcrew.incidents.store import IncidentStore
 from pitcrew.local.context import LambdaContext
 from pitcrew.local.provision import Stack
+from pitcrew.promotions.store import PromotionStore
 from tests.conftest import harness_client
 from tests.support.events import load_event, load_raw
 from tests.support.fakegithub import FakeGitHub
@@ -203,6 +204,7 @@ def test_approve_answers_that_no_promotion_awaits_approval(world: World) -> None
     number = world.pitcrew_issue(data["issue"]["body"])
     world.gh.set_permission(REPO, "lena-sre", "write")
     data = comment_payload("/pitcrew approve", number, "lena-sre", data["issue"]["body"])
+    PromotionStore().index_pull(REPO, number, "01JD4B7R2Y9K3M5N8P0Q2S4T6V", "prod", "update")
 
     outcome = world.deliveries.handle("d-6", "issue_comment", data)
 
@@ -218,6 +220,12 @@ def test_reject_with_a_reason_decides_the_promotions_approval(world: World) -> N
     number = world.pitcrew_issue(body)
     world.gh.set_permission(REPO, "lena-sre", "admin")
     data = comment_payload("/pitcrew reject error budget spent", number, "lena-sre", body)
+    # A copy of the marker on another issue decides nothing.
+    assert world.deliveries.handle("d-7", "issue_comment", data) == (
+        "reject: not the promotion's pull request"
+    )
+    assert decisions == []
+    PromotionStore().index_pull(REPO, number, "01JD4B7R2Y9K3M5N8P0Q2S4T6V", "prod", "update")
 
     outcome = world.deliveries.handle("d-8", "issue_comment", data)
 
@@ -225,7 +233,8 @@ def test_reject_with_a_reason_decides_the_promotions_approval(world: World) -> N
     assert decisions == [
         ("01JD4B7R2Y9K3M5N8P0Q2S4T6V", False, "@lena-sre on GitHub", "error budget spent")
     ]
-    (reply,) = world.gh.comments(REPO, number)
+    refusal, reply = world.gh.comments(REPO, number)
+    assert "not the pull request pitcrew opened" in refusal
     assert "rejected promotion" in reply and "error budget spent" in reply
 
 

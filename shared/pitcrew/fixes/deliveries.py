@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 Decide = Callable[[str, bool, str, str], None]
 # A promotion's pull request was closed: (repo, number, merged, by) -> what was done.
 PromotionPullClosed = Callable[[str, int, bool, str], str]
+# The promotion a pull request belongs to, by pitcrew's own record: (repo, number) -> id.
+PromotionOfPull = Callable[[str, int], "str | None"]
 # A kept trigger starts a promotion: (config, trigger item) -> what was done.
 StartFromTrigger = Callable[["Config", Mapping[str, Any]], str]
 
@@ -103,6 +105,13 @@ def _promotion_pull_closed(repo: str, number: int, merged: bool, by: str) -> str
     return on_pull_request_closed(repo, number, merged, by)
 
 
+def _promotion_of_pull(repo: str, number: int) -> str | None:
+    from pitcrew.promotions.store import PromotionStore
+
+    owner = PromotionStore().pull_owner(repo, number)
+    return str(owner["promotion"]) if owner and owner.get("promotion") else None
+
+
 def _start_from_trigger(config: Config, trigger: Mapping[str, Any]) -> str:
     """Start the promotion a trigger asks for, when an environment knows its app (by the
     repository's name, in ``environments[].images``). A refusal (not verified, already
@@ -143,12 +152,14 @@ class GithubDeliveries:
         clock: Callable[[], datetime] = _now,
         decide: Decide = _decide,
         promotion_pull_closed: PromotionPullClosed = _promotion_pull_closed,
+        promotion_of_pull: PromotionOfPull = _promotion_of_pull,
         start_from_trigger: StartFromTrigger = _start_from_trigger,
         logger: Logger | None = None,
     ) -> None:
         self.config = config
         self._decide = decide
         self._promotion_pull_closed = promotion_pull_closed
+        self._promotion_of_pull = promotion_of_pull
         self._start_from_trigger = start_from_trigger
         self._github = github
         self._store = store
@@ -352,6 +363,17 @@ class GithubDeliveries:
                 f"`/pitcrew {command.verb}` changed nothing.",
             )
             return f"{command.verb}: not a promotion"
+        if self._promotion_of_pull(repo, number) != promotion:
+            # The marker is text anyone with write access can copy into another issue: only
+            # the pull request pitcrew opened for the promotion decides it.
+            self.github.comment(
+                repo,
+                number,
+                f"@{login}, this is not the pull request pitcrew opened for promotion "
+                f"`{promotion}`: approve or reject it there, or with `pitcrew approve`. "
+                f"`/pitcrew {command.verb}` changed nothing.",
+            )
+            return f"{command.verb}: not the promotion's pull request"
         approve = command.verb == "approve"
         try:
             self._decide(promotion, approve, f"@{login} on GitHub", command.argument)
