@@ -373,3 +373,21 @@ def test_two_group_by_keys_tag_values_and_one_alert_when_aws_names_the_service(
     assert [(a["service"], a["date"], a["source"]) for a in alerts] == [
         ("Amazon EC2 | Environment$prod", "2024-02-28", "pitcrew")
     ]
+
+
+def test_after_more_than_13_months_off_the_history_restarts_with_a_gap(harness: Harness) -> None:
+    queue_cost_and_usage(cost_and_usage_page({day(n): flat(n) for n in range(10)}))
+    harness.run()
+    # Fourteen months later: Cost Explorer refuses dates older than 13 months, so the run
+    # asks from there on and the watermark moves again instead of staying stuck.
+    harness.today = date(2025, 5, 1)
+    oldest = date(2025, 5, 1) - timedelta(days=396)
+    queue_cost_and_usage(
+        cost_and_usage_page({(oldest + timedelta(days=n)).isoformat(): flat(n) for n in range(5)})
+    )
+    report = harness.run()
+    run = report["providers"][0]
+    request = [params for op, params in harness.fake.calls if op == "GetCostAndUsage"][-1]
+    assert request["TimePeriod"]["Start"] == oldest.isoformat()
+    assert run["watermark"] == (oldest + timedelta(days=4)).isoformat()
+    assert "history gap" in run["note"]

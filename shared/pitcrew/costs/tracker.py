@@ -39,6 +39,8 @@ from pitcrew.events import DomainEvent, EventName, event
 
 logger = logging.getLogger(__name__)
 
+# Cost Explorer answers for the last 13 months only (without multi-year data).
+HISTORY_LIMIT_DAYS = 396
 BASELINE_DAYS = 35  # four weeks of baseline, and a week to spare for a late watermark
 ALERT_WINDOW_DAYS = 7  # older anomalies (found by a backfill) are recorded, not alerted
 # Monitors are looked for weekly while there are none, monthly once some exist.
@@ -184,6 +186,19 @@ class CostTracker:
         self, provider: CostProvider, state: dict[str, Any], today: date, run: ProviderRun
     ) -> list[DailyCosts] | None:
         watermark = state.get("watermark")
+        oldest = today - timedelta(days=HISTORY_LIMIT_DAYS)
+        if watermark and parse_day(watermark) < oldest - timedelta(days=1):
+            # The tracker was off for longer than Cost Explorer remembers: the days before
+            # `oldest` cannot be fetched any more. Skip them rather than ask for them forever.
+            logger.warning(
+                "%s: no run since %s; Cost Explorer keeps 13 months, so the history restarts "
+                "at %s with a gap",
+                provider.name,
+                watermark,
+                oldest.isoformat(),
+            )
+            run.note = f"history gap: {watermark} to {oldest.isoformat()} is beyond 13 months"
+            watermark = state["watermark"] = (oldest - timedelta(days=1)).isoformat()
         if watermark:
             start = parse_day(watermark) + timedelta(days=1)
         else:
