@@ -93,3 +93,34 @@ def test_an_aws_anomaly_becomes_a_pitcrew_anomaly() -> None:
         "aws_anomaly_detection",
     )
     assert aws_anomaly({"AnomalyId": "no date"}) is None
+
+
+def test_csv_cells_from_tags_cannot_run_as_spreadsheet_formulas() -> None:
+    import io
+
+    from pitcrew.costs.cli import write_csv
+
+    out = io.StringIO()
+    report = {
+        "groups": [
+            {
+                "provider": "aws",
+                "group": '=HYPERLINK("http://x")',
+                "total_usd": 1.0,
+                "previous_usd": 1.0,
+                "change_pct": 0.0,
+            },
+            {
+                "provider": "aws",
+                "group": "Amazon EC2",
+                "total_usd": 2.0,
+                "previous_usd": 1.0,
+                "change_pct": 100.0,
+            },
+        ],
+        "anomalies": [],
+    }
+    write_csv(report, out)
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("aws,\"'=HYPERLINK(")
+    assert lines[2].startswith("aws,Amazon EC2,2.00")

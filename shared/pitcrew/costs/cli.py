@@ -129,6 +129,12 @@ def _anomalies_by_group(report: dict[str, Any]) -> dict[tuple[str, str], list[st
     return marked
 
 
+def _cell(text: str) -> str:
+    """A text cell a spreadsheet will not run: group names come from tags, which anyone who
+    can tag a resource writes (``=HYPERLINK(...)``)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_csv(report: dict[str, Any], out: Any) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -139,8 +145,8 @@ def write_csv(report: dict[str, Any], out: Any) -> None:
         change = g.get("change_pct")
         writer.writerow(
             [
-                g["provider"],
-                g["group"],
+                _cell(str(g["provider"])),
+                _cell(str(g["group"])),
                 f"{g['total_usd']:.2f}",
                 f"{g['previous_usd']:.2f}",
                 "" if change is None else f"{change:.1f}",
