@@ -7,7 +7,7 @@ pitcrew errors to ``{"error": ...}`` responses happen the same way everywhere.
 
 from __future__ import annotations
 
-from chalice import Chalice
+from chalice import Chalice, Response
 
 from pitcrew.api import alertmanager, health, incidents
 from pitcrew.api import costs as cost_routes
@@ -35,8 +35,17 @@ def create_app(config: Config, instruments: Instruments) -> Chalice:
         request_id = (event.context or {}).get("requestId")
         instruments.logger.append_keys(request_id=request_id, path=event.path)
         try:
-            return get_response(event)
+            return _in_pitcrew_shape(get_response(event))
         finally:
             instruments.logger.remove_keys(["request_id", "path"])
 
     return app
+
+
+def _in_pitcrew_shape(response: Response) -> Response:
+    """Chalice's own answers (405 wrong method, 415 content type, 500 unexpected error) as
+    ``{"error": ...}``, like every other error of the API."""
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        response.body = {"error": str(body["Message"])}
+    return response

@@ -9,6 +9,7 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from pitcrew.api.routes import ApiContext, route
+from pitcrew.errors import BadRequestError
 
 
 def blueprint(context: ApiContext) -> Blueprint:
@@ -24,6 +25,9 @@ def blueprint(context: ApiContext) -> Blueprint:
         from pitcrew.costs.report import cost_report, parse_days
 
         params: Mapping[str, str] = bp.current_request.query_params or {}
+        unknown = sorted(set(params) - {"days"})
+        if unknown:
+            raise BadRequestError(f"unknown query parameter(s) {', '.join(unknown)}: use days")
         days = parse_days(params.get("days"))
         return cost_report(history(), context.config.costs, days)
 

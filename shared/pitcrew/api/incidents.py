@@ -51,6 +51,7 @@ def blueprint(context: ApiContext, store: IncidentStore | None = None) -> Bluepr
 def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+    # ASCII digits, few of them: int() refuses "①" and more than 4300 digits (a 500, not a 400).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= MAX_LIST:
         raise BadRequestError(f"limit: expected an integer from 1 to {MAX_LIST}, got {raw!r}")
     return int(raw)

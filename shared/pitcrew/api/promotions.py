@@ -57,7 +57,7 @@ def blueprint(context: ApiContext, store: Any | None = None) -> Blueprint:
                 f"unknown query parameter(s) {', '.join(unknown)}: use app and limit"
             )
         raw = query.get("limit", "50")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= MAX_LIST:
             raise BadRequestError(f"limit: expected an integer from 1 to {MAX_LIST}, got {raw!r}")
         found = promotions().recent(limit=int(raw), app=query.get("app"))
         return {"promotions": [p.as_api() for p in found], "count": len(found)}

@@ -17,7 +17,13 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from pitcrew.config import Config
-from pitcrew.errors import InputError, PitcrewError, UnauthorizedError, http_status
+from pitcrew.errors import (
+    BadRequestError,
+    InputError,
+    PitcrewError,
+    UnauthorizedError,
+    http_status,
+)
 from pitcrew.observability import Instruments
 
 View = Callable[..., Any]
@@ -83,6 +89,7 @@ def route(
             try:
                 if operator:
                     require_operator(context.config, blueprint.current_request.headers)
+                _refuse_repeated_parameters(blueprint.current_request.query_params)
                 return view(*args, **kwargs)
             except InputError as exc:
                 return error_response(exc)
@@ -94,3 +101,10 @@ def route(
         return wrapped
 
     return decorate
+
+
+def _refuse_repeated_parameters(params: Any) -> None:
+    """``?status=open&status=all`` is ambiguous: a 400, not the last value silently."""
+    for name in params or ():
+        if len(params.getlist(name)) > 1:
+            raise BadRequestError(f"query parameter {name!r} is given more than once")

@@ -34,6 +34,8 @@ from pitcrew.stores import Table, table_name
 DEDUP_TTL_S = 7 * 24 * 60 * 60
 # SQS takes at most 256 KiB per message; the envelope needs a little room.
 MAX_MESSAGE_BYTES = 256 * 1024 - 1024
+# GitHub's delivery ids are GUIDs; a longer one could not be a DynamoDB key (2048 bytes).
+MAX_DELIVERY_ID = 200
 USED_EVENTS = frozenset({"pull_request", "issue_comment", "release", "workflow_run"})
 
 
@@ -102,6 +104,10 @@ class GithubIntake:
             raise BadRequestError("missing X-GitHub-Event header")
         if not delivery:
             raise BadRequestError("missing X-GitHub-Delivery header")
+        if len(delivery) > MAX_DELIVERY_ID:
+            raise BadRequestError(
+                f"X-GitHub-Delivery: at most {MAX_DELIVERY_ID} characters, got {len(delivery)}"
+            )
         payload = _payload(headers, body)
         if event_name == "ping":
             return Receipt(200, {"delivery": delivery, "ping": "pong", "zen": payload.get("zen")})

@@ -41,7 +41,8 @@ def _checked(what: str, value: Any) -> str:
 
 def plan_for(config: Config, to: str | None, only: bool) -> list[str]:
     names = [e.name for e in environments(config)]
-    target = to or names[-1]
+    # Only a missing `to` means the last environment: an empty one is a mistake, named below.
+    target = names[-1] if to is None else to
     environment(config, target)
     return [target] if only else names[: names.index(target) + 1]
 
