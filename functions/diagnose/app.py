@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pitcrew.config import load_config
 from pitcrew.deadletter import DeadLetters
-from pitcrew.errors import BadRequestError
+from pitcrew.errors import BadRequestError, NotFoundError
 from pitcrew.idempotency import once_per, persistence_layer
 from pitcrew.incidents.triage import Triage
 from pitcrew.observability import instrument
@@ -31,7 +31,9 @@ logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()
 triage = Triage(config, logger=logger, metrics=metrics)
-processor = BatchProcessor(event_type=EventType.SQS)
+# With the logger, a failing record is a warning with its traceback, not a debug line
+# (powertools' Logger takes the same calls as the logging.Logger it is typed for).
+processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]
 dead_letters = DeadLetters.from_env("INCIDENT_DLQ_URL")
 # The same alert (fingerprint, startsAt, status) is handled once for a week: Alertmanager
 # resends a group every group_interval and SQS delivers at least once.
@@ -48,6 +50,8 @@ def process_alert(item: dict[str, Any]) -> dict[str, Any]:
 def process_message(record: SQSRecord) -> None:
     try:
         message = record.json_body
+        if not isinstance(message, dict):
+            raise BadRequestError(f"expected a JSON object, got {type(message).__name__}")
         incident_id = triage.retry_of(message)
         alerts = [] if incident_id else triage.alerts_of(message)
     except (ValueError, BadRequestError) as exc:
@@ -56,7 +60,11 @@ def process_message(record: SQSRecord) -> None:
         metrics.add_metric(name="MalformedMessages", unit="Count", value=1)
         return
     if incident_id:
-        triage.retry(incident_id)
+        try:
+            triage.retry(incident_id)
+        except NotFoundError as exc:
+            # No retry can make the incident exist (it expired or the id is wrong).
+            dead_letters.keep(record.body, reason=f"retry of an unknown incident: {exc}")
         return
     for alert in alerts:
         process_alert(item={"key": alert.key, "alert": alert})

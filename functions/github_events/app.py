@@ -27,7 +27,9 @@ logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()
 deliveries = GithubDeliveries(config, logger=logger)
-processor = BatchProcessor(event_type=EventType.SQS)
+# With the logger, a failing record is a warning with its traceback, not a debug line
+# (powertools' Logger takes the same calls as the logging.Logger it is typed for).
+processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]
 
 
 def handle_record(record: SQSRecord) -> str:

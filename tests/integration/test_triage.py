@@ -274,6 +274,37 @@ def test_a_malformed_message_goes_to_the_dead_letter_queue_with_its_reason(
     assert len(IncidentStore().list("open")) == 1
 
 
+@pytest.mark.parametrize("body", ["[1]", "null", '"alerts"', '{"retry": {"incident_id": "nope"}}'])
+def test_a_message_no_retry_can_fix_is_kept_with_its_reason_at_once(
+    diagnose: Any, stack: Any, body: str
+) -> None:
+    # Not an object, or a retry of an incident that does not exist: retrying five times
+    # before the redrive would only lose the reason.
+    answer = diagnose.handler(sqs_event(body), context())
+
+    assert answer == {"batchItemFailures": []}
+    kept = dead_letters(stack)
+    assert [k["message"] for k in kept] == [body]
+    assert kept[0]["reason"].startswith(("malformed incident message", "retry of an unknown"))
+
+
+def test_a_failing_record_is_logged_as_a_warning_with_its_error(
+    diagnose: Any, stack: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(incident: Any, subject: Any = None) -> Any:
+        raise RuntimeError("the cluster API timed out")
+
+    monkeypatch.setattr(diagnose.triage, "diagnose", broken)
+    body = json.dumps(message(crashloop_alert("api-7c9d8f6b5-x2x7q", "fp1")))
+    good = json.dumps({"alerts": []})
+
+    answer = diagnose.handler(sqs_event(body, good), context())
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and r.exc_info]
+    assert warned and "the cluster API timed out" in str(warned[0].exc_info[1])
+
+
 def test_a_failing_message_is_reported_for_retry_and_the_rest_of_the_batch_is_kept(
     diagnose: Any, stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
