@@ -534,11 +534,14 @@ def test_bearer_and_basic_with_the_token_are_accepted(header: str) -> None:
         ({"Authorization": "Basic %%%"}, "malformed Basic credentials"),
         ({"Authorization": "Basic " + base64.b64encode(b"nocolon").decode()}, "user:password"),
         ({"Authorization": f"Digest {TOKEN}"}, "unsupported authorization scheme 'Digest'"),
+        ({"Authorization": TOKEN}, "has no scheme: use Bearer or Basic"),
     ],
 )
 def test_anything_else_is_unauthorized(headers: dict[str, str], message: str) -> None:
-    with pytest.raises(UnauthorizedError, match=message):
+    with pytest.raises(UnauthorizedError, match=message) as refused:
         authenticate(headers, TOKEN)
+    # The answer goes to whoever sent the header: it never repeats the token.
+    assert TOKEN not in str(refused.value)
 
 
 # ------------------------------------------------------------------ size

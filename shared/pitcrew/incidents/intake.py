@@ -79,8 +79,12 @@ def authenticate(headers: Mapping[str, str], token: str) -> None:
         given = credentials
     elif scheme.lower() == "basic":
         given = _basic_password(credentials)
+    elif not credentials:
+        # A bare value is most likely the token itself: never echo it back.
+        raise UnauthorizedError("the Authorization header has no scheme: use Bearer or Basic")
     else:
-        raise UnauthorizedError(f"unsupported authorization scheme {scheme!r}: use Bearer or Basic")
+        shown = scheme if len(scheme) <= 20 else scheme[:20] + "..."
+        raise UnauthorizedError(f"unsupported authorization scheme {shown!r}: use Bearer or Basic")
     if not given or not hmac.compare_digest(given.encode(), token.encode()):
         raise UnauthorizedError("invalid Alertmanager token")
 
