@@ -19,10 +19,11 @@ from pitcrew.api.routes import ApiContext, route
 from pitcrew.config import Config, parse_config
 from pitcrew.errors import ConflictError, NotFoundError, ServiceError
 from pitcrew.local.template import Template
-from pitcrew.observability import instrument
+from pitcrew.observability import forget_secrets, instrument, register_secret
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "operator-token-0123456789"
+LEAKED = "hvs.leaked-vault-token-0123"
 
 
 def _config(monkeypatch: pytest.MonkeyPatch, document: dict[str, object]) -> Config:
@@ -47,6 +48,7 @@ def _app_with_probe_routes(config: Config):  # type: ignore[no-untyped-def]
             "missing": NotFoundError("no such incident: 42"),
             "conflict": ConflictError("nothing awaits approval"),
             "github": ServiceError("github", "422 Unprocessable"),
+            "leaky": ServiceError("vault", f"403 for token {LEAKED}"),
             "bug": RuntimeError("a bug"),
         }[kind]
 
@@ -100,6 +102,16 @@ def test_pitcrew_errors_become_json_with_their_status(
     response = client.http.post(f"/probe/{kind}", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == status
     assert json.loads(response.body) == {"error": message}
+
+
+def test_a_registered_secret_in_an_error_never_reaches_the_caller(client: Client) -> None:
+    register_secret(LEAKED)
+    try:
+        response = client.http.post("/probe/leaky", headers={"Authorization": f"Bearer {TOKEN}"})
+    finally:
+        forget_secrets()
+    assert response.status_code == 502
+    assert json.loads(response.body) == {"error": "vault: 403 for token ***"}
 
 
 def test_unexpected_errors_are_a_500_that_reveals_nothing(client: Client) -> None:

@@ -24,7 +24,7 @@ from pitcrew.errors import (
     UnauthorizedError,
     http_status,
 )
-from pitcrew.observability import Instruments
+from pitcrew.observability import Instruments, redact
 
 View = Callable[..., Any]
 
@@ -42,7 +42,8 @@ def error_response(exc: PitcrewError) -> Response:
     headers: dict[str, str | list[str]] = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="pitcrew"'
-    return Response(body={"error": str(exc)}, status_code=status, headers=headers)
+    # An outside service's error may quote what it was sent: registered secrets never leave.
+    return Response(body={"error": redact(str(exc))}, status_code=status, headers=headers)
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
