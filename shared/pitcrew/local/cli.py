@@ -45,8 +45,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="RULE",
         action="append",
         default=[],
-        help="fire this schedule rule once right after start-up (rule name, logical id, or "
-        "the function's event name); repeatable",
+        help="fire this schedule rule once right after start-up (rule name, logical id, "
+        "function.Event such as cost_tracker.Daily, or Event when one function alone has it); "
+        "repeatable",
     )
     local.add_argument("-v", "--verbose", action="store_true", help="log every request")
     local.set_defaults(run=run_local)

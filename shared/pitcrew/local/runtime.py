@@ -516,11 +516,13 @@ class LocalRuntime:
         self._require_bridge().deliver(rule, event)
 
     def schedule_names(self) -> dict[str, str]:
-        """Every name ``fire()`` accepts -> the schedule rule's name."""
+        """Every name ``fire()`` accepts -> the schedule rule's name. A bare event name that
+        several functions use (``Daily``) is left out: it would fire only the first one's."""
         bridge = self._require_bridge()
         stack = self._require_stack()
         rules = {rule.name: rule for rule in bridge.scheduled_rules()}
         names = {name: name for name in rules}
+        by_event_name: dict[str, set[str]] = {}
         for lid, value in stack.refs.items():
             if value in rules:
                 names[lid] = value
@@ -542,12 +544,12 @@ class LocalRuntime:
                         None,
                     )
                 if rule_name is not None:
-                    for alias in (
-                        event_name,
-                        f"{runner.name}.{event_name}",
-                        f"{fn.logical_id}{event_name}",
-                    ):
+                    by_event_name.setdefault(event_name, set()).add(rule_name)
+                    for alias in (f"{runner.name}.{event_name}", f"{fn.logical_id}{event_name}"):
                         names.setdefault(alias, rule_name)
+        for event_name, rule_names in by_event_name.items():
+            if len(rule_names) == 1:
+                names.setdefault(event_name, rule_names.pop())
         return names
 
     def fire(self, name: str, when: dt.datetime | None = None) -> str:
