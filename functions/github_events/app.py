@@ -3,7 +3,8 @@
 or closed, ``/pitcrew`` commands, promotion triggers.
 
 Lambda handler: ``app.handler``, an SQS batch with partial failures: a message that fails is
-retried alone and, after the queue's ``maxReceiveCount``, kept in its dead-letter queue.
+retried alone and, after the queue's ``maxReceiveCount``, kept in its dead-letter queue; a
+message that can never succeed (not a delivery) goes there at once, with the reason.
 """
 
 from typing import Any
@@ -19,7 +20,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pitcrew.config import load_config
-from pitcrew.fixes.deliveries import GithubDeliveries
+from pitcrew.deadletter import DeadLetters
+from pitcrew.errors import BadRequestError
+from pitcrew.fixes.deliveries import GithubDeliveries, parse_message
 from pitcrew.observability import instrument
 
 instruments = instrument("github_events", traced=("botocore",))
@@ -30,10 +33,18 @@ deliveries = GithubDeliveries(config, logger=logger)
 # With the logger, a failing record is a warning with its traceback, not a debug line
 # (powertools' Logger takes the same calls as the logging.Logger it is typed for).
 processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]
+dead_letters = DeadLetters.from_env("GITHUB_DLQ_URL")
 
 
 def handle_record(record: SQSRecord) -> str:
-    outcome = deliveries.handle_body(record.body)
+    try:
+        delivery, name, payload = parse_message(record.body)
+    except BadRequestError as exc:
+        # Retrying cannot fix a message that is not a delivery: keep it, with the reason.
+        dead_letters.keep(record.body, reason=str(exc))
+        metrics.add_metric(name="MalformedMessages", unit=MetricUnit.Count, value=1)
+        return "kept in the dead-letter queue"
+    outcome = deliveries.handle(delivery, name, payload)
     metrics.add_metric(name="GithubDeliveriesHandled", unit=MetricUnit.Count, value=1)
     return outcome
 

@@ -356,9 +356,19 @@ def test_the_handler_reports_only_the_failed_message_of_a_batch(stack: Stack) ->
     good["body"] = json.dumps(
         {"delivery": "r-9", "event": "release", "payload": payload("release-published.json")}
     )
+    # A command needs the GitHub API, which the local configuration leaves out: it fails,
+    # and only it is retried.
+    command = comment_payload(
+        "/pitcrew retry", 7, "lena-sre", "<!-- pitcrew:incident=01JD3XK5Q8ZB7N4M2V6W9YT0RC -->"
+    )
+    command["issue"]["labels"] = [{"name": "pitcrew"}]
     bad = copy.deepcopy(good)
     bad["messageId"] = "bad"
-    bad["body"] = "{not json"
+    bad["body"] = json.dumps({"delivery": "c-1", "event": "issue_comment", "payload": command})
+    # Not a delivery at all: retrying cannot help, so it is kept with the reason at once.
+    malformed = copy.deepcopy(good)
+    malformed["messageId"] = "malformed"
+    malformed["body"] = "{not json"
 
     context = LambdaContext(
         function_name="pitcrew-github_events",
@@ -370,9 +380,14 @@ def test_the_handler_reports_only_the_failed_message_of_a_batch(stack: Stack) ->
         log_stream_name="2024/11/19/[$LATEST]0123456789abcdef",
     )
 
-    result = module.handler({"Records": [good, bad]}, context)
+    result = module.handler({"Records": [good, bad, malformed]}, context)
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    sqs = harness_client("sqs")
+    kept = sqs.receive_message(QueueUrl=os.environ["GITHUB_DLQ_URL"], MaxNumberOfMessages=10)
+    (message,) = [json.loads(m["Body"]) for m in kept["Messages"]]
+    assert message["message"] == "{not json"
+    assert "not JSON" in message["reason"]
 
 
 def _incident_queue() -> list[dict[str, Any]]:
