@@ -211,3 +211,29 @@ def test_the_function_refuses_to_start_on_an_invalid_config_with_the_cli_message
         assert problem in cli_output
     assert any("alertmanager.max_body_bytes" in p for p in refused.value.problems)
     assert any("githb" in p for p in refused.value.problems)
+
+
+def test_a_webhook_caller_never_sees_the_internal_detail_of_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Webhook routes answer anyone on the internet: a 5xx says "again later" and nothing
+    # about secrets, accounts or queues; operator routes keep the detail for the operator.
+    config = _config(monkeypatch, {"api": {"token": "env:TEST_OPERATOR_TOKEN"}})
+    app = _app_with_probe_routes(config)
+    hook = Blueprint(__name__)
+    context = ApiContext(config=config, instruments=instrument("api-test"))
+
+    @route(hook, context, "/probe-hook", methods=("POST",), operator=False)
+    def probe_hook() -> None:
+        raise ServiceError(
+            "secretsmanager",
+            "AccessDenied: arn:aws:iam::123456789012:role/pitcrew-api cannot read pitcrew/hook",
+        )
+
+    app.register_blueprint(hook)
+    with Client(app) as test_client:
+        response = test_client.http.post("/probe-hook")
+    assert response.status_code == 502
+    error = json.loads(response.body)["error"]
+    assert "again later" in error
+    assert "123456789012" not in error and "pitcrew/hook" not in error

@@ -19,6 +19,7 @@ from chalice import Blueprint, Response
 from pitcrew.config import Config
 from pitcrew.errors import (
     BadRequestError,
+    ConfigError,
     InputError,
     PitcrewError,
     UnauthorizedError,
@@ -96,12 +97,28 @@ def route(
                 return error_response(exc)
             except PitcrewError as exc:
                 context.instruments.logger.exception("request failed: %s", exc)
-                return error_response(exc)
+                if operator:
+                    return error_response(exc)
+                # A webhook's caller is anyone on the internet: the status says what happened
+                # (5xx: retry later), the detail (secret names, AWS errors) stays in the log.
+                return Response(
+                    body={"error": _public_message(exc, blueprint.current_request)},
+                    status_code=http_status(exc),
+                )
 
         blueprint.route(path, methods=list(methods), **route_options)(wrapped)
         return wrapped
 
     return decorate
+
+
+def _public_message(exc: PitcrewError, request: Any) -> str:
+    request_id = ((getattr(request, "context", None) or {}).get("requestId")) or "unknown"
+    what = "misconfigured" if isinstance(exc, ConfigError) else "unavailable"
+    return (
+        f"pitcrew is {what} for this request; it is logged with request id {request_id}. "
+        "Send it again later."
+    )
 
 
 def _refuse_repeated_parameters(params: Any) -> None:
