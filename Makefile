@@ -49,7 +49,7 @@ format: $(STAMP)
 check: lint test
 
 # The whole stack on 127.0.0.1: the embedded AWS emulator on :4566 and the API on :8000.
-# Extra options: make run RUN_ARGS="--port 8080 --fire RULE"
+# Extra options: make run RUN_ARGS="--port 8080 --fire cost_tracker.Daily"
 RUN_ARGS ?=
 
 run: $(STAMP)

@@ -411,3 +411,12 @@ def test_demo_sends_the_samples_through_the_running_stack(
     # The sample IncidentDiagnosed event reaches the test function whose rule matches it.
     assert "DiagnosedRecorderFunction" in shown
     wait_for(lambda: mentioning(runtime, "diagnosed", "01JD3XK5Q8ZB7N4M2V6W9YT0RC"))
+
+
+def test_the_banner_names_who_invokes_each_function(runtime: LocalRuntime) -> None:
+    from pitcrew.local.cli import _function_triggers
+
+    lines = _function_triggers(runtime)
+    assert "rotate_secret (Secrets Manager rotation)" in lines
+    (steps,) = [line for line in lines if line.startswith("promotion_steps (")]
+    assert "Step Functions" in steps and "Schedule" in steps

@@ -160,6 +160,29 @@ def _alertmanager_token(runtime: LocalRuntime) -> str:
     return "$ALERTMANAGER_TOKEN"
 
 
+# Resources that invoke a function without being one of its SAM events.
+_INVOKERS = {
+    "AWS::Serverless::StateMachine": "Step Functions",
+    "AWS::StepFunctions::StateMachine": "Step Functions",
+}
+
+
+def _invoked_by(runtime: LocalRuntime, logical_id: str) -> list[str]:
+    """Who else invokes the function: Secrets Manager through a Lambda permission, state
+    machines through their definition substitutions."""
+    found = []
+    for resource in runtime.template.resources.values():
+        properties = resource.properties or {}
+        names = json.dumps(properties.get("FunctionName"), default=str)
+        substitutions = json.dumps(properties.get("DefinitionSubstitutions"), default=str)
+        if resource.type == "AWS::Lambda::Permission" and logical_id in names:
+            principal = str(properties.get("Principal", ""))
+            found.append("Secrets Manager rotation" if "secretsmanager" in principal else principal)
+        elif resource.type in _INVOKERS and logical_id in substitutions:
+            found.append(_INVOKERS[resource.type])
+    return found
+
+
 def _function_triggers(runtime: LocalRuntime) -> list[str]:
     lines = []
     api_runner = runtime.api.runner if runtime.api is not None else None
@@ -167,6 +190,7 @@ def _function_triggers(runtime: LocalRuntime) -> list[str]:
         kinds = sorted({str(e.get("Type")) for e in runner.function.events.values()})
         if runner is api_runner:
             kinds = ["API", *[k for k in kinds if k not in ("Api", "HttpApi")]]
+        kinds += sorted(set(_invoked_by(runtime, runner.function.logical_id)))
         lines.append(f"{runner.name} ({', '.join(kinds) or 'invoke only'})")
     return lines
 
