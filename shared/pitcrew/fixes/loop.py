@@ -10,7 +10,7 @@ pipeline reopens a resolved incident whose fix merged when its alert fires again
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,30 @@ def merged_fix(incident: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def _tell_the_fix(
+    incident: Mapping[str, Any],
+    comment: Callable[[Mapping[str, Any]], str],
+    entry: str,
+    *,
+    github: GitHub,
+    store: IncidentStore,
+    now: datetime | None,
+) -> bool:
+    """Comment on the incident's merged fix and note it on the timeline as ``entry``; False
+    when the incident has no merged fix."""
+    pull = merged_fix(incident)
+    if pull is None:
+        return False
+    url = github.comment(str(pull["repo"]), int(pull["number"]), comment(incident))
+    store.add_timeline(
+        str(incident["id"]),
+        entry,
+        now or datetime.now(UTC),
+        detail=f"noted on pull request #{pull['number']}: {url}",
+    )
+    return True
+
+
 def on_incident_resolved(
     incident: Mapping[str, Any],
     *,
@@ -38,17 +62,14 @@ def on_incident_resolved(
 ) -> bool:
     """Comment on the merged fix that the alert resolved (``incident``: the ``as_api()``
     shape). False when the incident has no merged fix."""
-    pull = merged_fix(incident)
-    if pull is None:
-        return False
-    url = github.comment(str(pull["repo"]), int(pull["number"]), render.resolved_comment(incident))
-    store.add_timeline(
-        str(incident["id"]),
+    return _tell_the_fix(
+        incident,
+        render.resolved_comment,
         "alert resolved after fix",
-        now or datetime.now(UTC),
-        detail=f"noted on pull request #{pull['number']}: {url}",
+        github=github,
+        store=store,
+        now=now,
     )
-    return True
 
 
 def on_incident_reopened(
@@ -61,14 +82,11 @@ def on_incident_reopened(
     """Tell the merged fix that its alert fired again and the incident is reopened
     (``incident``: the ``as_api()`` shape of an ``IncidentOpened`` event with ``reopened``).
     False when the incident has no merged fix."""
-    pull = merged_fix(incident)
-    if pull is None:
-        return False
-    url = github.comment(str(pull["repo"]), int(pull["number"]), render.refired_comment(incident))
-    store.add_timeline(
-        str(incident["id"]),
+    return _tell_the_fix(
+        incident,
+        render.refired_comment,
         "fix did not hold",
-        now or datetime.now(UTC),
-        detail=f"noted on pull request #{pull['number']}: {url}",
+        github=github,
+        store=store,
+        now=now,
     )
-    return True

@@ -295,12 +295,15 @@ class IncidentStore:
         incident = self._find(pointer["incident_id"])
         return incident if incident is not None and incident.status == "open" else None
 
-    def latest_for(
+    def last_resolved_for(
         self, cluster: str, namespace: str | None, kind: str, name: str
     ) -> Incident | None:
-        """The workload's most recent incident, open or resolved."""
+        """The workload's most recent incident when none is open for it: one read (of the
+        workload's pointer) while an incident is open, the common case in a storm."""
         pointer = self.table.get(self._workload_pk(workload_key(cluster, namespace, kind, name)))
-        return self._find(pointer["incident_id"]) if pointer else None
+        if not pointer or pointer.get("open"):
+            return None
+        return self._find(pointer["incident_id"])
 
     # -------------------------------------------------------------- alerts
 

@@ -191,7 +191,7 @@ class Triage:
         workload = subject.workload
         if workload is None:
             return None
-        latest = self.store.latest_for(
+        latest = self.store.last_resolved_for(
             subject.cluster, subject.namespace, workload.kind, workload.name
         )
         if latest is None or latest.status != "resolved" or not latest.resolved_at:

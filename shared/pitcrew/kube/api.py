@@ -197,7 +197,7 @@ class KubeReader:
             body = self._call(what, method, name, namespace)
         else:
             body = self._call(what, getattr(self._apis[group], f"read_{suffix}"), name)
-        return _json(body, what)
+        return json_object(body, what)
 
     def list(
         self,
@@ -229,7 +229,7 @@ class KubeReader:
             body = self._call(what, getattr(api, f"list_{suffix}_for_all_namespaces"), **options)
         else:
             body = self._call(what, getattr(api, f"list_{suffix}"), **options)
-        return _json(body, what)
+        return json_object(body, what)
 
     def log(
         self,
@@ -272,7 +272,8 @@ class KubeReader:
         return body
 
 
-def _json(body: bytes, what: str) -> dict[str, Any]:
+def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """An API server answer as the JSON object it must be (``ServiceError`` otherwise)."""
     try:
         document = json.loads(body)
     except ValueError as exc:

@@ -10,14 +10,13 @@ be put back on the bus once the channel is fixed. The queue is named by ``NOTIFY
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pitcrew.aws import aws_errors
-from pitcrew.errors import ConfigError
+from pitcrew.deadletter import DeadLetters as QueueDeadLetters
 from pitcrew.notify.routing import BusEvent
 from pitcrew.observability import redact
 
@@ -36,7 +35,7 @@ class Failure:
     reason: str
 
 
-class DeadLetters:
+class DeadLetters(QueueDeadLetters):
     """Writes failures to the dead-letter queue. ``client`` (SQS) and ``queue_url`` default to
     ``pitcrew.aws.client("sqs")`` and ``$NOTIFY_DLQ_URL``, looked up on first use."""
 
@@ -47,26 +46,7 @@ class DeadLetters:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._queue_url = queue_url
-        self._client = client
-        self._now = now
-
-    @property
-    def queue_url(self) -> str:
-        url = self._queue_url or os.environ.get(QUEUE_URL_ENV)
-        if not url:
-            raise ConfigError(
-                [f"environment variable {QUEUE_URL_ENV} is not set (the notify dead-letter queue)"]
-            )
-        return url
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from pitcrew.aws import client
-
-            self._client = client("sqs")
-        return self._client
+        super().__init__(queue_url, client, env_var=QUEUE_URL_ENV, now=now)
 
     def send(self, event: BusEvent, failures: Sequence[Failure]) -> None:
         """One message per failure. Raises ``ServiceError`` (or ``ConfigError`` without a

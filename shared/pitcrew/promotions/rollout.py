@@ -10,13 +10,12 @@ timeout.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pitcrew.errors import NotFoundError, ServiceError
-from pitcrew.kube.api import SERVICE, ForbiddenError, KubeReader
+from pitcrew.errors import NotFoundError
+from pitcrew.kube.api import ForbiddenError, KubeReader, json_object
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -53,13 +52,7 @@ class RolloutReader(KubeReader):
         body = self._call(
             what, self._custom.get_namespaced_custom_object, group, version, namespace, plural, name
         )
-        try:
-            document = json.loads(body)
-        except ValueError as exc:
-            raise ServiceError(SERVICE, f"{what}: the answer is not JSON") from exc
-        if not isinstance(document, dict):
-            raise ServiceError(SERVICE, f"{what}: the answer is not a JSON object")
-        return document
+        return json_object(body, what)
 
 
 def split_image(reference: str) -> tuple[str, str | None]:
