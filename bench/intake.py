@@ -20,27 +20,13 @@ import gc
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "shared")]
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 - fake: moto answers every call in this process
-    AWS_SESSION_TOKEN="bench",  # noqa: S106
-    POWERTOOLS_TRACE_DISABLED="true",
-    POWERTOOLS_METRICS_NAMESPACE="pitcrew",
-    POWERTOOLS_LOG_LEVEL="WARNING",
-)
-for _name in list(os.environ):
-    if _name == "AWS_PROFILE" or _name.startswith("AWS_ENDPOINT_URL"):
-        del os.environ[_name]
+from emulated import REPO, provision_stack
 
 ALERTMANAGER_TOKEN = "bench-alertmanager-token"  # noqa: S105 - a stand-in, never a credential
 SAMPLE = REPO / "events" / "alertmanager" / "firing-crashloop.json"
@@ -71,27 +57,6 @@ def timed(action: Callable[[], None]) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
-
-
-def provision_stack(folder: Path) -> None:
-    """template.yaml's stack in the emulator, its variables in this process's environment,
-    and a configuration with a literal Alertmanager token."""
-    import boto3
-
-    from pitcrew.local.provision import provision
-    from pitcrew.local.template import load_template
-
-    harness = boto3.session.Session()
-    stack = provision(
-        load_template(),
-        client_factory=lambda service: harness.client(service, region_name="us-east-1"),
-        invocation_targets=False,
-    )
-    for function in stack.functions.values():
-        os.environ.update(function.environment)
-    config = folder / "pitcrew.yaml"
-    config.write_text(f"alertmanager: {{token: {ALERTMANAGER_TOKEN}}}\n", encoding="utf-8")
-    os.environ["PITCREW_CONFIG"] = str(config)
 
 
 def drain(sqs: Any, queue_url: str) -> None:
@@ -166,7 +131,7 @@ def main() -> int:
     from moto import mock_aws
 
     with mock_aws(), tempfile.TemporaryDirectory() as folder:
-        provision_stack(Path(folder))
+        provision_stack(f"alertmanager: {{token: {ALERTMANAGER_TOKEN}}}\n", Path(folder))
         handler_times, bare_times = measure(runs, options.alerts)
 
     handler_median, bare_median = statistics.median(handler_times), statistics.median(bare_times)

@@ -15,18 +15,13 @@ import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' support package
 
 from pitcrew.config import load_config
-from pitcrew.incidents.model import (
-    Category,
-    ClusterContext,
-    Diagnosis,
-    LogExcerpt,
-    Subject,
-    WorkloadRef,
-)
 from pitcrew.llm.prompt import build_prompt, estimate_tokens
+from tests.support.fakellm import crashloop_incident
 
 ERROR_LINE = (
     "{ts} ERROR [uvicorn.error] Exception in ASGI application Traceback (most recent call last):"
@@ -86,106 +81,6 @@ def app_log(lines: int, error_at: float, seed: int = 7) -> list[str]:
     return log
 
 
-def crashloop_context(log: list[str]) -> tuple[Subject, ClusterContext, Diagnosis]:
-    subject = Subject(
-        cluster="prod-eu",
-        alertname="KubePodCrashLooping",
-        namespace="payments",
-        workload=WorkloadRef("Deployment", "ledger", "payments"),
-        pod="ledger-7c9d8f6b5-x2x7q",
-        container="app",
-        category_hint=Category.APP_CRASH,
-    )
-    container = {
-        "name": "app",
-        "image": "ghcr.io/acme/ledger:2.14.1",
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "256Mi"},
-            "limits": {"cpu": "1", "memory": "512Mi"},
-        },
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10},
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-        "env": [
-            {"name": "LOG_LEVEL", "value": "debug"},
-            {
-                "name": "DATABASE_URL",
-                "valueFrom": {"secretKeyRef": {"name": "ledger-db", "key": "url"}},
-            },
-        ],
-    }
-    workload = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "ledger", "namespace": "payments", "resourceVersion": "918273"},
-        "spec": {"replicas": 3, "template": {"spec": {"containers": [container]}}},
-        "status": {
-            "replicas": 3,
-            "readyReplicas": 0,
-            "unavailableReplicas": 3,
-            "conditions": [
-                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}
-            ],
-        },
-    }
-    pods: list[dict[str, Any]] = [
-        {
-            "metadata": {"name": f"ledger-7c9d8f6b5-{suffix}", "namespace": "payments"},
-            "spec": {"nodeName": f"ip-10-0-{i}-17.eu-west-1.compute.internal"},
-            "status": {
-                "phase": "Running",
-                "conditions": [
-                    {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}
-                ],
-                "containerStatuses": [
-                    {
-                        "name": "app",
-                        "ready": False,
-                        "restartCount": 14 + i,
-                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                        "lastState": {"terminated": {"reason": "Error", "exitCode": 1}},
-                    }
-                ],
-            },
-        }
-        for i, suffix in enumerate(["x2x7q", "b8kfp", "m4z9t"])
-    ]
-    events = [
-        {
-            "type": "Warning",
-            "reason": "BackOff",
-            "message": f"Back-off restarting failed container app in pod {pod['metadata']['name']}",
-            "involvedObject": {"kind": "Pod", "name": pod["metadata"]["name"]},
-            "count": 41,
-            "lastTimestamp": "2024-11-19T07:58:12Z",
-        }
-        for pod in pods
-    ]
-    context = ClusterContext(
-        cluster="prod-eu",
-        reachable=True,
-        workload=workload,
-        pods=pods,
-        events=events,
-        logs=[
-            LogExcerpt(
-                pod=subject.pod or "",
-                container="app",
-                previous=True,
-                lines=log,
-                total_lines=len(log),
-            )
-        ],
-    )
-    rules = Diagnosis(
-        category=Category.APP_CRASH,
-        root_cause="Container app exits with code 1 (Error) and restarts in a loop.",
-        confidence=0.7,
-        evidence=("lastState terminated: Error, exit code 1", "BackOff x41"),
-        summary_line="ledger crash-loops: exit code 1",
-    )
-    return subject, context, rules
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=10_000)
@@ -196,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     max_tokens = args.max_tokens or (llm.max_prompt_tokens if llm else 4000)
 
     log = app_log(args.lines, args.error_at)
-    subject, context, rules = crashloop_context(log)
+    # The crash-looping Deployment the LLM tests use, with this log as its previous one.
+    subject, context, rules = crashloop_incident(log=log)
     started = time.perf_counter()
     prompt = build_prompt(subject, context, rules, max_tokens=max_tokens)
     elapsed = time.perf_counter() - started

@@ -24,21 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "shared")]
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 - fake: moto answers every call in this process
-    AWS_SESSION_TOKEN="bench",  # noqa: S106
-    AWS_LAMBDA_FUNCTION_NAME="pitcrew-diagnose",
-    POWERTOOLS_TRACE_DISABLED="true",
-    POWERTOOLS_METRICS_NAMESPACE="pitcrew",
-    POWERTOOLS_LOG_LEVEL="WARNING",
-)
-for _name in list(os.environ):
-    if _name == "AWS_PROFILE" or _name.startswith("AWS_ENDPOINT_URL"):
-        del os.environ[_name]
+from emulated import REPO, provision_stack
+
+os.environ["AWS_LAMBDA_FUNCTION_NAME"] = "pitcrew-diagnose"
 
 WORKLOADS = [
     ("payments", "api"),
@@ -164,17 +152,14 @@ def _fake_llm() -> Iterator[Any]:
         service.stop()
 
 
-def _config(llm_url: str, folder: Path) -> Path:
-    path = folder / "pitcrew.yaml"
-    path.write_text(
+def _config(llm_url: str) -> str:
+    return (
         f"api: {{token: {API_TOKEN}}}\n"
         f"alertmanager: {{token: {ALERTMANAGER_TOKEN}}}\n"
         "clusters: {}\n"
         f"llm: {{provider: openai, base_url: '{llm_url}/v1', model: bench-model,"
-        " api_key: bench-llm-key}\n",
-        encoding="utf-8",
+        " api_key: bench-llm-key}\n"
     )
-    return path
 
 
 def _drain(sqs: Any, queue_url: str, diagnose: Any, context: Any) -> int:
@@ -212,23 +197,11 @@ def _drain(sqs: Any, queue_url: str, diagnose: Any, context: Any) -> int:
 
 
 def main() -> int:
-    import boto3
     from chalice.test import Client
     from moto import mock_aws
 
     with mock_aws(), tempfile.TemporaryDirectory() as folder, _fake_llm() as llm:
-        from pitcrew.local.provision import provision
-        from pitcrew.local.template import load_template
-
-        harness = boto3.session.Session()
-        stack = provision(
-            load_template(),
-            client_factory=lambda service: harness.client(service, region_name="us-east-1"),
-            invocation_targets=False,
-        )
-        for function in stack.functions.values():
-            os.environ.update(function.environment)
-        os.environ["PITCREW_CONFIG"] = str(_config(llm.url, Path(folder)))
+        stack, harness = provision_stack(_config(llm.url), Path(folder))
 
         from pitcrew.api import create_app
         from pitcrew.config import load_config

@@ -260,7 +260,7 @@ def crashloop_incident(
         "spec": {"replicas": 2, "template": {"spec": {"containers": [container]}}},
         "status": {"replicas": 2, "unavailableReplicas": 2},
     }
-    pods = [
+    pods: list[dict[str, Any]] = [
         {
             "metadata": {"name": name, "namespace": "payments", "resourceVersion": str(1000 + i)},
             "spec": {"nodeName": f"ip-10-0-{i}-17.eu-west-1.compute.internal"},
