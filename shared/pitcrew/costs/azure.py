@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from pitcrew.config import AzureCosts as AzureConfig
-from pitcrew.costs.http import JsonHttp
+from pitcrew.costs.http import HttpCostProvider, JsonHttp
 from pitcrew.costs.model import DailyCosts, days_between
 from pitcrew.errors import ServiceError
 
@@ -29,8 +29,9 @@ MAX_QUERY_DAYS = 31
 _COST_COLUMNS = ("Cost", "PreTaxCost", "CostUSD", "totalCost")
 
 
-class AzureCosts:
+class AzureCosts(HttpCostProvider):
     name = "azure"
+    service = "azure"
 
     def __init__(
         self,
@@ -38,17 +39,8 @@ class AzureCosts:
         http: JsonHttp | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(http, clock)
         self.config = config
-        self.http = http or JsonHttp("azure")
-        self.clock = clock
-        self._token: tuple[str, float] | None = None
-
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    def close(self) -> None:
-        self.http.close()
 
     def token(self) -> str:
         """An access token for Azure Resource Manager, fetched again shortly before expiry."""

@@ -19,7 +19,7 @@ from datetime import date
 from typing import Any
 
 from pitcrew.config import GcpCosts as GcpConfig
-from pitcrew.costs.http import JsonHttp
+from pitcrew.costs.http import HttpCostProvider, JsonHttp
 from pitcrew.costs.model import DailyCosts, days_between
 from pitcrew.errors import ConfigError, ServiceError
 
@@ -70,8 +70,9 @@ def signed_assertion(key: dict[str, Any], audience: str, now: float) -> str:
     return f"{signing_input}.{_b64(signature)}"
 
 
-class GcpCosts:
+class GcpCosts(HttpCostProvider):
     name = "gcp"
+    service = "bigquery"
 
     def __init__(
         self,
@@ -79,17 +80,8 @@ class GcpCosts:
         http: JsonHttp | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(http, clock)
         self.config = config
-        self.http = http or JsonHttp("bigquery")
-        self.clock = clock
-        self._token: tuple[str, float] | None = None
-
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    def close(self) -> None:
-        self.http.close()
 
     def token(self) -> str:
         if self.config.access_token is not None:

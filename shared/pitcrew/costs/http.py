@@ -105,3 +105,22 @@ def _retry_after(headers: httpx.Headers) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+class HttpCostProvider:
+    """What the Azure and GCP providers share: their ``JsonHttp`` (counted requests, closed
+    with the provider) and a cached access token ``(token, expires at on clock)``."""
+
+    service: str
+
+    def __init__(self, http: JsonHttp | None, clock: Callable[[], float]) -> None:
+        self.http = http or JsonHttp(self.service)
+        self.clock = clock
+        self._token: tuple[str, float] | None = None
+
+    @property
+    def requests(self) -> int:
+        return self.http.requests
+
+    def close(self) -> None:
+        self.http.close()
