@@ -116,10 +116,11 @@ def _start_from_trigger(config: Config, trigger: Mapping[str, Any]) -> str:
     """Start the promotion a trigger asks for, when an environment knows its app (by the
     repository's name, in ``environments[].images``). A refusal (not verified, already
     promoting) is an answer, not an error: retrying the delivery would not change it."""
-    app = str(trigger.get("repo") or "").rsplit("/", 1)[-1]
-    if not any(app in environment.images for environment in config.environments or ()):
+    from pitcrew.promotions.updates import knows_app, on_trigger, trigger_app
+
+    app = trigger_app(trigger)
+    if not knows_app(config, app):
         return f"promotion trigger kept; no environment names {app!r} in images"
-    from pitcrew.promotions.updates import on_trigger
 
     try:
         promotion = on_trigger(config, trigger)

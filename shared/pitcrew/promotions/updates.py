@@ -78,18 +78,25 @@ def on_pull_request_merged(repo: str, number: int, by: str = "", **kwargs: Any) 
     return on_pull_request_closed(repo, number, True, by, **kwargs)
 
 
+def trigger_app(trigger: Mapping[str, Any]) -> str:
+    """The app a trigger is about: its repository's name (the last segment)."""
+    return str(trigger.get("repo") or "").rsplit("/", 1)[-1]
+
+
+def knows_app(config: Config, app: str) -> bool:
+    """Whether an environment names ``app`` in its ``images``."""
+    return bool(app) and any(app in env.images for env in config.environments or ())
+
+
 def on_trigger(config: Config, trigger: Mapping[str, Any], **kwargs: Any) -> Promotion | None:
     """A kept trigger (``pitcrew.fixes.triggers`` item) starts a promotion of the app named
     like the repository (its last segment) at the trigger's version, through every
-    environment. None when no environment knows the app."""
+    environment. None when no environment knows the app, or the trigger has no version."""
     from pitcrew.promotions.start import start_promotion
 
-    repo = str(trigger.get("repo") or "")
-    app = repo.rsplit("/", 1)[-1]
+    app = trigger_app(trigger)
     version = trigger.get("version")
-    if not app or not version:
-        return None
-    if not config.environments:
+    if not version or not knows_app(config, app):
         return None
     if trigger.get("kind") == "workflow_run":
         version = str(version)[:12]
