@@ -21,7 +21,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from string import Formatter
 from types import MappingProxyType, UnionType
@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from pitcrew.errors import ConfigError, ReferenceError_
+from pitcrew.records import frozen
 
 LOCAL_CONFIG = Path("infra/local/pitcrew.yaml")
 
@@ -283,14 +284,14 @@ _GITHUB_URL = Value("https://api.github.com", "github.api_url", url=True)
 _SLACK_API_URL = Value("https://slack.com/api", "notifications[].api_url", url=True)
 
 
-@dataclass(frozen=True)
+@frozen
 class ApiConfig:
     """The operator API. Without ``token`` only IAM auth (in AWS) reaches it."""
 
     token: Value | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class AlertmanagerConfig:
     """The Alertmanager webhook: the token it sends (bearer or basic) and the body limit."""
 
@@ -298,13 +299,13 @@ class AlertmanagerConfig:
     max_body_bytes: int = 1_048_576
 
 
-@dataclass(frozen=True)
+@frozen
 class EksCluster:
     name: str
     region: str
 
 
-@dataclass(frozen=True)
+@frozen
 class ClusterConfig:
     """How to reach one cluster: a kubeconfig file (``~`` expanded) or a kubeconfig kept in
     Secrets Manager (``kubeconfig_secret``, the YAML text), each with an optional context; or
@@ -316,12 +317,12 @@ class ClusterConfig:
     kubeconfig_secret: Value | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class PrometheusConfig:
     url: Value
 
 
-@dataclass(frozen=True)
+@frozen
 class LlmConfig:
     """The LLM behind diagnosis; ``provider: none`` means rule-based analyzers only.
 
@@ -342,14 +343,14 @@ class LlmConfig:
     region: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class GithubApp:
     app_id: int
     private_key: Value
     installation_id: int
 
 
-@dataclass(frozen=True)
+@frozen
 class GithubConfig:
     """GitHub access: exactly one of ``token`` and ``app``."""
 
@@ -359,7 +360,7 @@ class GithubConfig:
     webhook_secret: Value | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class GitopsConfig:
     """The GitOps repository fixes and promotions go to. ``max_fix_attempts`` is per workload
     per 24 h; ``safe_mode`` comments on a tracking issue instead of opening a PR."""
@@ -374,7 +375,7 @@ class GitopsConfig:
     max_fix_attempts: int = 3
 
 
-@dataclass(frozen=True)
+@frozen
 class AnomalyConfig:
     """A day is an anomaly when it exceeds its baseline by both ``min_delta_usd`` and
     ``min_ratio`` times, and by ``min_score`` robust deviations (MAD) of its group's noise.
@@ -410,7 +411,7 @@ _GOOGLE_TOKEN_URL = Value(
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class AzureCosts:
     """Azure Cost Management Query API for ``scope`` (``/subscriptions/<id>``, a resource
     group or a billing account), with an app registration's client credentials."""
@@ -423,7 +424,7 @@ class AzureCosts:
     management_url: Value = _AZURE_MANAGEMENT_URL
 
 
-@dataclass(frozen=True)
+@frozen
 class GcpCosts:
     """A BigQuery billing export table, queried with jobs.query in ``project``; credentials
     are a service-account JSON key, or an OAuth2 ``access_token``."""
@@ -437,7 +438,7 @@ class GcpCosts:
     token_url: Value = _GOOGLE_TOKEN_URL
 
 
-@dataclass(frozen=True)
+@frozen
 class CostProviders:
     """Which clouds' costs are tracked: AWS (Cost Explorer) unless ``aws: false``."""
 
@@ -446,7 +447,7 @@ class CostProviders:
     gcp: GcpCosts | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class CostsConfig:
     """Cost tracking. ``budgets`` maps a name to USD per month: ``monthly_total`` is the whole
     account; any other name is a value of the first ``group_by`` key (e.g. a service).
@@ -475,7 +476,7 @@ class CostsConfig:
         return definitions
 
 
-@dataclass(frozen=True)
+@frozen
 class EnvironmentCheck:
     """A verification of a promoted version: ``http`` (``url`` answers ``expect_status``,
     its body containing ``contains`` when given) or ``prometheus`` (the first value of
@@ -492,7 +493,7 @@ class EnvironmentCheck:
     min: float | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ArgoCdApplication:
     """The Argo CD ``Application`` that deploys an environment's apps (``application``,
     default: named like the app) in ``namespace``."""
@@ -501,7 +502,7 @@ class ArgoCdApplication:
     application: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class FluxKustomization:
     """The Flux ``Kustomization`` that applies an environment (``kustomization``, default:
     named like the app) in ``namespace``."""
@@ -510,7 +511,7 @@ class FluxKustomization:
     kustomization: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class EnvironmentConfig:
     """One promotion stage. ``auto_promote``: pitcrew merges the version bump itself (else it
     waits for a human to merge it); ``approval: required`` makes promotion into this
@@ -541,7 +542,7 @@ class EnvironmentConfig:
     flux: FluxKustomization | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class VaultAuth:
     """``aws_iam`` logs in with the function's IAM role as Vault ``role``; ``token`` uses one."""
 
@@ -550,7 +551,7 @@ class VaultAuth:
     token: Value | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class VaultRotation:
     """One KV v2 secret ``rotate_vault`` renews: ``key`` of its data gets a new random value
     of ``length`` characters once the current version is ``every_days`` old."""
@@ -561,7 +562,7 @@ class VaultRotation:
     key: str = "value"
 
 
-@dataclass(frozen=True)
+@frozen
 class VaultConfig:
     url: Value
     auth: VaultAuth
@@ -569,7 +570,7 @@ class VaultConfig:
     rotate: tuple[VaultRotation, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class PasswordPolicy:
     """Secrets Manager ``GetRandomPassword`` options: the defaults of the ``password``, ``http``
     and ``postgres`` rotation strategies (a secret's ``pitcrew:*`` tags override each one)."""
@@ -584,7 +585,7 @@ class PasswordPolicy:
     require_each_included_type: bool = True
 
 
-@dataclass(frozen=True)
+@frozen
 class RotationEndpoint:
     """A service the ``http`` rotation strategy calls: ``set_url`` receives the new value in
     setSecret, ``test_url`` checks it in testSecret (POST, JSON; ``token`` as a bearer)."""
@@ -595,7 +596,7 @@ class RotationEndpoint:
     timeout_s: float = 10.0
 
 
-@dataclass(frozen=True)
+@frozen
 class RotationConfig:
     """Secrets Manager rotation (``rotate_secret``): the password policy and the ``http``
     endpoints, by name (a secret's ``pitcrew:endpoint`` tag picks one)."""
@@ -604,7 +605,7 @@ class RotationConfig:
     endpoints: Mapping[str, RotationEndpoint] = field(default_factory=lambda: MappingProxyType({}))
 
 
-@dataclass(frozen=True)
+@frozen
 class NotificationConfig:
     """Where to send which domain events (all of them when ``events`` is not given).
 
@@ -626,7 +627,7 @@ class NotificationConfig:
     namespace: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Config:
     """The whole configuration; a section that was not given is ``None``."""
 
@@ -656,10 +657,12 @@ class _Invalid(Exception):
     """A value is not what its key expects; the message says what was expected."""
 
 
-@dataclass
 class _Context:
-    problems: list[str]
-    resolver: Resolver | None
+    """One validation run: the problems found so far, and the resolver to check against."""
+
+    def __init__(self, resolver: Resolver | None) -> None:
+        self.problems: list[str] = []
+        self.resolver = resolver
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}" if path else message)
@@ -669,7 +672,7 @@ _Check = Callable[[Any, str, _Context], Any]
 _Rule = Callable[[dict[str, Any], str, _Context], None]
 
 
-@dataclass(frozen=True)
+@frozen
 class _Field:
     name: str
     check: _Check
@@ -1350,7 +1353,7 @@ _SECTIONS = (
 def _check_config(
     document: Any, source: str | None, resolver: Resolver | None
 ) -> tuple[Config | None, list[str]]:
-    ctx = _Context(problems=[], resolver=resolver)
+    ctx = _Context(resolver)
     if document is None:  # an empty document: every section omitted
         return Config(source=source), []
     if not isinstance(document, dict):

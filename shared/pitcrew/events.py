@@ -12,13 +12,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pitcrew.errors import PublishError, TransientServiceError
 from pitcrew.observability import redact
+from pitcrew.records import frozen
 
 SOURCE = "pitcrew"
 DEFAULT_BUS = "pitcrew"
@@ -50,7 +51,7 @@ class EventName(StrEnum):
     ENVIRONMENT_DEGRADED = "EnvironmentDegraded"
 
 
-@dataclass(frozen=True)
+@frozen
 class DomainEvent:
     """One domain event. ``detail`` must be JSON-serialisable and never hold a secret."""
 

@@ -16,11 +16,12 @@ import re
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+from pitcrew.records import frozen
 
 REDACTED = "***"
 # Shorter values would redact ordinary words; no real credential is this short.
@@ -125,7 +126,7 @@ def protect_root_logger() -> None:
             handler.addFilter(SecretFilter())
 
 
-@dataclass(frozen=True)
+@frozen
 class Instruments:
     """What a function's module creates once: its logger, metrics and tracer."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from chalice import Blueprint, Response
@@ -26,11 +25,12 @@ from pitcrew.errors import (
     http_status,
 )
 from pitcrew.observability import Instruments, redact
+from pitcrew.records import frozen
 
 View = Callable[..., Any]
 
 
-@dataclass(frozen=True)
+@frozen
 class ApiContext:
     """What every blueprint needs: the configuration and the function's instruments."""
 

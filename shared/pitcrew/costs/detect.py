@@ -22,10 +22,11 @@ from DynamoDB (``bench/costs.py``). Plain lists and sorting: no numpy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, timedelta
 
 from pitcrew.costs.model import Anomaly, DailyCosts
+from pitcrew.records import frozen
 
 WEEK = 7
 MIN_WEEKS = 2
@@ -34,7 +35,7 @@ MAD_TO_SIGMA = 1.4826
 NEW_SPEND_QUIET_DAYS = 7
 
 
-@dataclass(frozen=True)
+@frozen
 class Thresholds:
     min_delta_usd: float = 20.0
     min_ratio: float = 1.5

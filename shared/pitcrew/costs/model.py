@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, timedelta
 from typing import Any, Literal
+
+from pitcrew.records import frozen
 
 AnomalyKind = Literal["spike", "new_spend"]
 
@@ -18,7 +20,7 @@ def days_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days)]
 
 
-@dataclass(frozen=True)
+@frozen
 class DailyCosts:
     """What one provider charged on one day, per group (a service, or two keys joined by
     `` | ``). ``estimated`` days may still change and are fetched again."""
@@ -33,7 +35,7 @@ class DailyCosts:
         return round(sum(self.groups.values()), 6)
 
 
-@dataclass(frozen=True)
+@frozen
 class Anomaly:
     """A day on which a group cost clearly more than its baseline, or a new group's first
     spend. ``source`` is ``pitcrew`` (our detector) or ``aws_anomaly_detection``."""
@@ -84,7 +86,7 @@ class Anomaly:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class Forecast:
     """A month-end forecast: what was spent so far and what the rest of the month adds."""
 

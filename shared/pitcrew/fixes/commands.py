@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from pitcrew.records import frozen
 
 VERBS = ("retry", "approve", "reject")
 # People who may command: GitHub's permission levels with write access (the API reports
@@ -15,7 +16,7 @@ WRITERS = frozenset({"admin", "maintain", "write"})
 _COMMAND = re.compile(r"^/pitcrew(?:\s+(\S+))?(?:\s+(.*))?$")
 
 
-@dataclass(frozen=True)
+@frozen
 class Command:
     """A parsed command; ``verb`` is lower case, possibly not one of ``VERBS``."""
 

@@ -22,13 +22,13 @@ dead-letter queue.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pitcrew.errors import InputError, PitcrewError, PublishError, TransientServiceError
 from pitcrew.events import EventName, event, publish
 from pitcrew.fixes import render
+from pitcrew.records import frozen
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
@@ -44,7 +44,7 @@ EXHAUSTED = "fix attempts exhausted"
 CheckPatch = Callable[[Mapping[str, Any], Mapping[str, Any] | None], list[str]]
 
 
-@dataclass(frozen=True)
+@frozen
 class FixOutcome:
     """What the flow did: ``opened``, ``commented`` (never twice), ``proposed`` (safe mode),
     ``limited`` (attempts), ``refused`` (allowlist), ``unchanged`` (already in Git),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +25,7 @@ from pitcrew.errors import (
     ServiceError,
     TransientServiceError,
 )
+from pitcrew.records import frozen
 
 if TYPE_CHECKING:
     from github import Github
@@ -39,7 +40,7 @@ SERVICE = "github"
 FILE_MODE = "100644"
 
 
-@dataclass(frozen=True)
+@frozen
 class RetryPolicy:
     """How hard to try: ``attempts`` in all, exponential backoff from ``base_delay_s``, and
     never a single wait above ``max_delay_s`` (a Lambda has a timeout; its trigger retries)."""
@@ -49,7 +50,7 @@ class RetryPolicy:
     max_delay_s: float = 30.0
 
 
-@dataclass(frozen=True)
+@frozen
 class FileContent:
     """A file at a ref: its path, text, and blob sha."""
 
@@ -58,7 +59,7 @@ class FileContent:
     sha: str
 
 
-@dataclass(frozen=True)
+@frozen
 class IssueRef:
     """An issue or a pull request, as pitcrew needs it (``state`` is ``merged`` for a merged
     pull request; ``branch`` is a pull request's head)."""

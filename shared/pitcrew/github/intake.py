@@ -17,7 +17,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -29,6 +28,7 @@ from pitcrew.errors import (
     UnauthorizedError,
 )
 from pitcrew.github.webhooks import SIGNATURE_HEADER, WebhookSecrets
+from pitcrew.records import frozen
 from pitcrew.stores import Table, table_name
 
 DEDUP_TTL_S = 7 * 24 * 60 * 60
@@ -45,7 +45,7 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == wanted), None)
 
 
-@dataclass(frozen=True)
+@frozen
 class Receipt:
     """The answer to GitHub: its status code and JSON body."""
 

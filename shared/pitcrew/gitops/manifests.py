@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import yaml
@@ -34,6 +33,7 @@ from pitcrew.gitops.patching import (
     strip_identity,
     unified_diff,
 )
+from pitcrew.records import frozen
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -50,7 +50,7 @@ class ManifestSource(Protocol):
     def read(self, path: str) -> str | None: ...
 
 
-@dataclass(frozen=True)
+@frozen
 class WorkloadId:
     """The object a fix is for."""
 
@@ -68,7 +68,7 @@ class WorkloadId:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class ManifestTarget:
     """Where a patch lands. ``document`` is None for a new Kustomize patch file, which
     ``kustomization`` (the overlay's file) must then list."""
@@ -82,7 +82,7 @@ class ManifestTarget:
     kustomization_text: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Change:
     """The files a fix writes (path -> new text) and their unified diff."""
 

@@ -16,12 +16,12 @@ import io
 import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from pitcrew.errors import BadRequestError
+from pitcrew.records import frozen
 
 _DOCUMENT_START = re.compile(r"^---(?:[ \t].*)?$")
 _DOCUMENT_END = re.compile(r"^\.\.\.[ \t]*(?:#.*)?\r?\n?(?:\s*(?:#.*)?\r?\n?)*\Z", re.MULTILINE)
@@ -43,7 +43,7 @@ MERGE_KEYS: Mapping[str, str] = {
 IDENTITY_KEYS = ("apiVersion", "kind")
 
 
-@dataclass(frozen=True)
+@frozen
 class Document:
     """One document of a multi-document file: its exact text (with its ``---`` line, if
     any) and its parsed value (None for an empty or comment-only chunk)."""

@@ -14,11 +14,11 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pitcrew.errors import BadRequestError
 from pitcrew.incidents.model import Category, Subject, WorkloadRef
+from pitcrew.records import frozen
 
 WEBHOOK_VERSION = "4"
 STATUSES = ("firing", "resolved")
@@ -28,7 +28,7 @@ DEFAULT_CLUSTER = "default"
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 
 
-@dataclass(frozen=True)
+@frozen
 class Alert:
     """One alert of a notification, as Alertmanager sent it."""
 
@@ -63,7 +63,7 @@ class Alert:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class Webhook:
     """One Alertmanager notification: a group of alerts sent to one receiver."""
 

@@ -32,7 +32,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -45,6 +44,7 @@ from pitcrew.errors import (
     UnauthorizedError,
 )
 from pitcrew.incidents.alerts import Alert, Webhook
+from pitcrew.records import frozen
 from pitcrew.stores import table_name
 
 QUEUE_ENV = "INCIDENT_QUEUE_URL"
@@ -291,7 +291,7 @@ def pack_messages(group: Mapping[str, Any], alerts: Sequence[Alert]) -> list[tup
     return _pack(head, texts)
 
 
-@dataclass(frozen=True)
+@frozen
 class IntakeResult:
     """What a delivery came to: alerts enqueued, alerts already taken in, messages sent."""
 

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pitcrew.records import frozen
+
 
 class Category(StrEnum):
     """The diagnosis categories of DESIGN.md."""
@@ -38,7 +40,7 @@ class Category(StrEnum):
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
 
 
-@dataclass(frozen=True)
+@frozen
 class WorkloadRef:
     """The object an incident is about: a workload, a bare pod, a node, a PVC, or (for an
     alert pitcrew cannot map) ``kind="Alert"`` named after the alert's identifying labels."""
@@ -51,7 +53,7 @@ class WorkloadRef:
         return {"kind": self.kind, "name": self.name}
 
 
-@dataclass(frozen=True)
+@frozen
 class Subject:
     """What one alert is about, from its labels alone (no cluster access needed).
 
@@ -117,7 +119,7 @@ class ClusterContext:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@frozen
 class Diagnosis:
     """A root cause and, where a safe fix exists, a strategic-merge patch of the workload.
 

@@ -9,7 +9,8 @@ second) are kept twice; the rest are counted in the gap markers.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from pitcrew.records import frozen
 
 MAX_LINES = 120
 MAX_CHARS = 6000
@@ -39,7 +40,7 @@ _GO_FRAME = re.compile(
 _NUMBERS = re.compile(r"0x[0-9a-f]+|\d+", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@frozen
 class _Block:
     start: int  # first line kept (context included)
     end: int  # one past the last line kept

@@ -14,12 +14,12 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pitcrew.incidents.model import ClusterContext, Diagnosis, LogExcerpt, MetricSample, Subject
 from pitcrew.llm.redact import redact
 from pitcrew.llm.schema import CATEGORIES, OUTPUT_SCHEMA
+from pitcrew.records import frozen
 
 CHARS_PER_TOKEN = 4
 MAX_LINE_CHARS = 400  # one log line (a JSON log can be kilobytes)
@@ -89,7 +89,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-@dataclass(frozen=True)
+@frozen
 class Prompt:
     system: str
     user: str

@@ -14,7 +14,6 @@ import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,6 +21,7 @@ from pitcrew import __version__
 from pitcrew.config import LlmConfig
 from pitcrew.errors import ConfigError, ServiceError, TransientServiceError
 from pitcrew.observability import redact
+from pitcrew.records import frozen
 
 if TYPE_CHECKING:
     import httpx
@@ -44,7 +44,7 @@ class RetryLater(TransientServiceError):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
+@frozen
 class Completion:
     """One answer: its text, the model that served it, its token usage and why it stopped."""
 

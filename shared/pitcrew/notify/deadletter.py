@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,13 +18,14 @@ from pitcrew.aws import aws_errors
 from pitcrew.deadletter import DeadLetters as QueueDeadLetters
 from pitcrew.notify.routing import BusEvent
 from pitcrew.observability import redact
+from pitcrew.records import frozen
 
 QUEUE_URL_ENV = "NOTIFY_DLQ_URL"
 # SQS takes 256 KiB per message; an event can be that large on its own.
 MAX_BODY_BYTES = 250_000
 
 
-@dataclass(frozen=True)
+@frozen
 class Failure:
     """One channel that did not get the event."""
 

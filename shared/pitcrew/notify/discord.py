@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pitcrew.notify.http import Reply, Verdict, judge_status
 from pitcrew.notify.message import ELLIPSIS, Message, Outcome, clip, fair_shares
+from pitcrew.records import frozen
 
 TITLE_MAX = 256
 DESCRIPTION_MAX = 4096
@@ -37,7 +37,7 @@ COLOURS: Mapping[Outcome, int] = {
 _MARKDOWN = re.compile(r"([\\*_~`|>\[\]])")
 
 
-@dataclass(frozen=True)
+@frozen
 class _Field:
     name: str
     value: str

@@ -17,7 +17,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pitcrew import __version__
 from pitcrew.errors import ServiceError, TransientServiceError
 from pitcrew.observability import redact
+from pitcrew.records import frozen
 
 if TYPE_CHECKING:
     import httpx
@@ -36,7 +36,7 @@ USER_AGENT = f"pitcrew/{__version__} (+notify)"
 _BODY_EXCERPT = 200
 
 
-@dataclass(frozen=True)
+@frozen
 class Reply:
     """One HTTP answer: status, headers (case-insensitive) and body text."""
 
@@ -57,7 +57,7 @@ class Reply:
         return body[:_BODY_EXCERPT] + ("…" if len(body) > _BODY_EXCERPT else "")
 
 
-@dataclass(frozen=True)
+@frozen
 class Verdict:
     """What a reply means: delivered; worth retrying (after ``retry_after`` seconds when the
     service said so); or failed for good. ``reason`` explains a failure."""

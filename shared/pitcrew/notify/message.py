@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pitcrew.config import Value
 from pitcrew.observability import REDACTED, redact
+from pitcrew.records import frozen
 
 ELLIPSIS = "…"
 # Query parameters that carry a credential in links people paste (presigned S3 URLs,
@@ -37,7 +37,7 @@ class Outcome(StrEnum):
     INFO = "info"  # neutral: something started
 
 
-@dataclass(frozen=True)
+@frozen
 class Fact:
     """A short labelled value (``Cluster: prod-eu``); ``url`` makes the value a link."""
 
@@ -46,7 +46,7 @@ class Fact:
     url: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Section:
     """A titled block of longer text; ``code`` is shown monospaced (``language`` hints it)."""
 
@@ -56,13 +56,13 @@ class Section:
     language: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Link:
     label: str
     url: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Message:
     """One notification. ``title`` is one line; ``summary`` is the sentence to read first;
     ``url`` is where the whole story is (truncated text points there); ``footer`` says what

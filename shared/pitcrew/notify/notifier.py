@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -30,13 +29,14 @@ from pitcrew.notify.http import HttpDelivery, RetryBudget
 from pitcrew.notify.message import Message
 from pitcrew.notify.routing import BusEvent, route
 from pitcrew.observability import Instruments, redact
+from pitcrew.records import frozen
 
 RETRY_BUDGET_S = 25.0
 RESERVE_S = 12.0
 MAX_PARALLEL = 8
 
 
-@dataclass(frozen=True)
+@frozen
 class Delivery:
     """One channel that got the event."""
 
@@ -46,7 +46,7 @@ class Delivery:
     attempts: int
 
 
-@dataclass(frozen=True)
+@frozen
 class DispatchReport:
     """What happened to one event: who got it, and who did not (and why)."""
 

@@ -14,11 +14,12 @@ look at. Where each comes from, per event:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from pitcrew.config import SEVERITIES, NotificationConfig
 from pitcrew.errors import BadRequestError
+from pitcrew.records import frozen
 
 DEFAULT_SEVERITY: Mapping[str, str] = {
     "IncidentOpened": "warning",
@@ -40,7 +41,7 @@ DEFAULT_SEVERITY: Mapping[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class BusEvent:
     """An event from the ``pitcrew`` bus: its name (``detail-type``), detail and envelope."""
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pitcrew.errors import PitcrewError
+from pitcrew.records import frozen
 
 if TYPE_CHECKING:
     import httpx
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 TIMEOUT_S = 5.0
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckResult:
     name: str
     ok: bool

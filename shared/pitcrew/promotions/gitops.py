@@ -6,11 +6,11 @@ branch is moved, an open pull request is reused, a merged one is left merged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pitcrew.errors import ConflictError
 from pitcrew.promotions.manifests import Bump, bump_version
+from pitcrew.records import frozen
 
 if TYPE_CHECKING:
     from pitcrew.github.client import GitHub
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 LABEL = "pitcrew-promotion"
 
 
-@dataclass(frozen=True)
+@frozen
 class PromotionPull:
     """A promotion pull request as the store and the events keep it (no change: number 0)."""
 

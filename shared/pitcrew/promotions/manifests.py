@@ -6,11 +6,11 @@ runs it. Text in, text out, round-tripped so the rest of each file stays as it w
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pitcrew.errors import InputError
 from pitcrew.gitops.patching import apply_patch, documents, split_documents
+from pitcrew.records import frozen
 
 KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -20,7 +20,7 @@ class ManifestNotFoundError(InputError):
     """No file of the environment's folder names the app's image."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Bump:
     """The change: ``path`` from ``old`` to ``new`` text; ``previous`` is the version it had."""
 

@@ -11,11 +11,11 @@ timeout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pitcrew.errors import NotFoundError
 from pitcrew.kube.api import ForbiddenError, KubeReader, json_object
+from pitcrew.records import frozen
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -28,7 +28,7 @@ DEFAULT_ARGOCD_NAMESPACE = "argocd"
 DEFAULT_FLUX_NAMESPACE = "flux-system"
 
 
-@dataclass(frozen=True)
+@frozen
 class Rollout:
     """``done``: rolled out; ``failed``: it will not be by waiting; ``detail`` says why."""
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pitcrew.errors import ConflictError, NotFoundError
+from pitcrew.records import frozen
 from pitcrew.stores import Table, table_name
 
 TABLE_ENV = "PROMOTIONS_TABLE"
@@ -144,7 +145,7 @@ class Promotion:
         return cls(**{k: v for k, v in item.items() if k in names})
 
 
-@dataclass(frozen=True)
+@frozen
 class AppVersions:
     """An app's versions in one environment (``previous_stable``: the stable version before
     ``stable``, where ``pitcrew rollback`` goes when the environment runs ``stable``)."""

@@ -29,11 +29,11 @@ import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from pitcrew.errors import BadRequestError, ServiceError, TransientServiceError
 from pitcrew.observability import register_secret
+from pitcrew.records import frozen
 from pitcrew.rotation.store import CURRENT
 from pitcrew.rotation.strategy import RotationContext, json_object, new_password
 
@@ -46,7 +46,7 @@ SCRAM_ITERATIONS = 4096
 SCRAM_SALT_BYTES = 16
 
 
-@dataclass(frozen=True)
+@frozen
 class Login:
     """Where and as whom to log in (from a secret's JSON)."""
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from pitcrew.aws import aws_errors
 from pitcrew.errors import NotFoundError
 from pitcrew.observability import keep_values_out_of_wire_logs, register_secret
+from pitcrew.records import frozen
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
@@ -22,7 +23,7 @@ PREVIOUS = "AWSPREVIOUS"
 MAX_UNLABELLED = 10
 
 
-@dataclass(frozen=True)
+@frozen
 class SecretInfo:
     """``DescribeSecret`` of one secret: what the protocol's guards and strategies read."""
 

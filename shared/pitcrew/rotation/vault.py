@@ -26,7 +26,7 @@ import secrets
 import string
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ from pitcrew.errors import (
 )
 from pitcrew.events import DomainEvent, EventName, event
 from pitcrew.observability import register_secret
+from pitcrew.records import frozen
 from pitcrew.rotation.store import credential_values
 
 log = logging.getLogger("pitcrew.rotation")
@@ -51,7 +52,7 @@ MIN_VERSIONS = 2
 ROTATED_BY = "pitcrew rotate_vault"
 
 
-@dataclass(frozen=True)
+@frozen
 class VaultResult:
     """What happened to one entry: ``rotated``, ``skipped`` (not due), ``conflict`` (a
     concurrent write) or ``failed``. Never holds a value."""
@@ -65,7 +66,7 @@ class VaultResult:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@frozen
 class KeyMetadata:
     current_version: int
     created: datetime | None

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from pitcrew.incidents.model import Category, ClusterContext, Diagnosis, LogExcerpt, Subject
+from pitcrew.records import frozen
 
 MAX_LINE = 300  # characters of one evidence line
 
@@ -83,7 +84,7 @@ class Finding:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerState:
     """One container status of one pod, with the terminated state that matters: the current
     one if the container is terminated, else the last one."""
