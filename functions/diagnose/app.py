@@ -9,16 +9,10 @@ reason. Each alert is processed once, whatever SQS and Alertmanager redeliver.
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pitcrew.batch import PartialBatchResponse, SqsMessage, process_sqs_batch
 from pitcrew.config import load_config
 from pitcrew.deadletter import DeadLetters
 from pitcrew.errors import BadRequestError, NotFoundError
@@ -31,9 +25,6 @@ logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()
 triage = Triage(config, logger=logger, metrics=metrics)
-# With the logger, a failing record is a warning with its traceback, not a debug line
-# (powertools' Logger takes the same calls as the logging.Logger it is typed for).
-processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]
 dead_letters = DeadLetters.from_env("INCIDENT_DLQ_URL")
 # The same alert (fingerprint, startsAt, status) is handled once for a week: Alertmanager
 # resends a group every group_interval and SQS delivers at least once.
@@ -47,9 +38,9 @@ def process_alert(item: dict[str, Any]) -> dict[str, Any]:
     return triage.handle_alert(item["alert"])
 
 
-def process_message(record: SQSRecord) -> None:
+def process_message(record: SqsMessage) -> None:
     try:
-        message = record.json_body
+        message = record.json_body()
         if not isinstance(message, dict):
             raise BadRequestError(f"expected a JSON object, got {type(message).__name__}")
         incident_id = triage.retry_of(message)
@@ -72,8 +63,6 @@ def process_message(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
     alert_once.register_lambda_context(context)
-    return process_partial_response(
-        event=event, record_handler=process_message, processor=processor, context=context
-    )
+    return process_sqs_batch(event, process_message, logger=logger)

@@ -13,11 +13,11 @@ failures are recorded on the incident instead.
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.idempotency import idempotent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pitcrew.config import load_config
+from pitcrew.events import ReceivedEvent
 from pitcrew.fixes.flow import FixFlow
 from pitcrew.idempotency import once_per, persistence_layer
 from pitcrew.observability import instrument
@@ -33,14 +33,14 @@ idempotency_store = persistence_layer()
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @metrics.log_metrics
 @idempotent(persistence_store=idempotency_store, config=once_per("id"))
-@event_source(data_class=EventBridgeEvent)
-def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
-    if event.detail_type in ("IncidentResolved", "IncidentOpened"):
+def handler(raw: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    event = ReceivedEvent.from_eventbridge(raw)
+    if event.name in ("IncidentResolved", "IncidentOpened"):
         from pitcrew.fixes.loop import on_incident_reopened, on_incident_resolved
 
         if flow.config.github is None:
             return {"action": "skipped", "detail": "no github configuration"}
-        if event.detail_type == "IncidentResolved":
+        if event.name == "IncidentResolved":
             noted = on_incident_resolved(event.detail, github=flow.github, store=flow.store)
             return {"action": "noted" if noted else "skipped", "detail": "incident resolved"}
         noted = on_incident_reopened(event.detail, github=flow.github, store=flow.store)

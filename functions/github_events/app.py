@@ -10,15 +10,9 @@ message that can never succeed (not a delivery) goes there at once, with the rea
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pitcrew.batch import PartialBatchResponse, SqsMessage, process_sqs_batch
 from pitcrew.config import load_config
 from pitcrew.deadletter import DeadLetters
 from pitcrew.errors import BadRequestError
@@ -30,13 +24,10 @@ logger = instruments.logger
 metrics = instruments.metrics
 config = load_config()
 deliveries = GithubDeliveries(config, logger=logger)
-# With the logger, a failing record is a warning with its traceback, not a debug line
-# (powertools' Logger takes the same calls as the logging.Logger it is typed for).
-processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]
 dead_letters = DeadLetters.from_env("GITHUB_DLQ_URL")
 
 
-def handle_record(record: SQSRecord) -> str:
+def handle_record(record: SqsMessage) -> str:
     try:
         delivery, name, payload = parse_message(record.body)
     except BadRequestError as exc:
@@ -51,7 +42,5 @@ def handle_record(record: SQSRecord) -> str:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=handle_record, processor=processor, context=context
-    )
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
+    return process_sqs_batch(event, handle_record, logger=logger)

@@ -10,7 +10,6 @@ Each event id is handled once (``pitcrew.idempotency``).
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.idempotency import idempotent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -31,8 +30,7 @@ idempotency_store = persistence_layer()
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @metrics.log_metrics
 @idempotent(persistence_store=idempotency_store, config=once_per("id"))
-@event_source(data_class=EventBridgeEvent)
-def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = dispatch(
         event, config, instruments=instruments, time_left_ms=context.get_remaining_time_in_millis()
     )

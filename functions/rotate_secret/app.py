@@ -6,7 +6,8 @@ the secret's ``pitcrew:rotation`` tag chooses the strategy. A failed step raises
 Manager stops the rotation and tries again later; every step is safe to repeat.
 """
 
-from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent, event_source
+from typing import Any
+
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pitcrew.config import load_config
@@ -22,10 +23,7 @@ rotation = SecretRotation(config)
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-@event_source(data_class=SecretsManagerEvent)
-def handler(event: SecretsManagerEvent, context: LambdaContext) -> None:
-    logger.append_keys(secret_id=event.secret_id, step=event.step)
-    rotation.run(event.step, event.secret_id, event.client_request_token)
-    metrics.add_metric(
-        name=f"Rotation{event.step[0].upper()}{event.step[1:]}", unit="Count", value=1
-    )
+def handler(event: dict[str, Any], context: LambdaContext) -> None:
+    logger.append_keys(secret_id=event.get("SecretId"), step=event.get("Step"))
+    step = rotation.handle(event)
+    metrics.add_metric(name=f"Rotation{step[0].upper()}{step[1:]}", unit="Count", value=1)

@@ -8,7 +8,6 @@ next scheduled run looks again. Only a failure to reach or log in to Vault fails
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pitcrew.config import load_config
@@ -23,8 +22,7 @@ config = load_config()
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-@event_source(data_class=EventBridgeEvent)
-def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if config.vault is None or not config.vault.rotate:
         logger.info("no vault.rotate entries in the configuration: nothing to rotate")
         return {"results": []}

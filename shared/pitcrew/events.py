@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
-from pitcrew.errors import PublishError, TransientServiceError
+from pitcrew.errors import BadRequestError, PublishError, TransientServiceError
 from pitcrew.observability import redact
 from pitcrew.records import frozen
 
@@ -74,6 +74,45 @@ class DomainEvent:
             "Time": self.time,
             "EventBusName": bus,
         }
+
+
+@frozen
+class ReceivedEvent:
+    """An event delivered from the ``pitcrew`` bus: its name (``detail-type``), detail and
+    envelope."""
+
+    name: str
+    detail: Mapping[str, Any]
+    id: str = ""
+    time: str = ""
+    source: str = ""
+    region: str = ""
+    account: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_eventbridge(cls, event: Mapping[str, Any]) -> Self:
+        """Read an EventBridge event (the Lambda event, or powertools' ``EventBridgeEvent``,
+        which is a mapping too). Raises ``BadRequestError`` when it is not one."""
+        raw = getattr(event, "raw_event", event)
+        if not isinstance(raw, Mapping):
+            raise BadRequestError(f"expected an EventBridge event, got {type(raw).__name__}")
+        name = raw.get("detail-type")
+        detail = raw.get("detail")
+        if not isinstance(name, str) or not name:
+            raise BadRequestError("not an EventBridge event: no detail-type")
+        if not isinstance(detail, Mapping):
+            raise BadRequestError(f"{name}: the detail is not a JSON object")
+        return cls(
+            name=name,
+            detail=detail,
+            id=str(raw.get("id") or ""),
+            time=str(raw.get("time") or ""),
+            source=str(raw.get("source") or ""),
+            region=str(raw.get("region") or ""),
+            account=str(raw.get("account") or ""),
+            raw=raw,
+        )
 
 
 def _entry_size(entry: Mapping[str, Any]) -> int:

@@ -66,7 +66,7 @@ def test_construction_by_position_and_keyword_with_defaults() -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: Point(), "missing required argument 'x'"),
+        (Point, "missing required argument 'x'"),
         (lambda: Point(1, z=2), "unexpected keyword 'z'"),
         (lambda: Point(1, x=2), "multiple values for 'x'"),
         (lambda: Point(1, 2, (), None, "h", 6), "takes 5 positional arguments"),
@@ -150,7 +150,7 @@ def test_class_definition_errors_match_dataclasses() -> None:
 
         @frozen
         class Bad:
-            items: list[int] = []  # noqa: RUF012
+            items: list[int] = []
 
     with pytest.raises(TypeError, match="non-default argument 'b' follows default"):
 

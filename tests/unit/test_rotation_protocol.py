@@ -110,6 +110,26 @@ def test_a_password_rotation_makes_the_new_value_current_and_the_old_previous(
     assert current["SecretString"] not in json.dumps(rotated.detail)
 
 
+def test_secrets_managers_invocations_run_the_steps_they_name(
+    sm: Any, rotation: SecretRotation
+) -> None:
+    arn = make_secret(sm, "old-password-value")
+    token = begin(sm, arn)
+
+    ran = [
+        rotation.handle({"Step": step, "SecretId": arn, "ClientRequestToken": token})
+        for step in STEPS
+    ]
+
+    assert ran == list(STEPS)
+    assert value(sm, arn, "AWSCURRENT")["VersionId"] == token
+
+
+def test_an_invocation_without_its_keys_is_refused_naming_them(rotation: SecretRotation) -> None:
+    with pytest.raises(BadRequestError, match="no SecretId, ClientRequestToken"):
+        rotation.handle({"Step": "createSecret"})
+
+
 def test_every_step_run_twice_ends_the_same(sm: Any, rotation: SecretRotation) -> None:
     arn = make_secret(sm, "old-password-value")
     token = begin(sm, arn)

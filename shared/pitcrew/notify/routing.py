@@ -14,11 +14,9 @@ look at. Where each comes from, per event:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import field
-from typing import Any
 
 from pitcrew.config import SEVERITIES, NotificationConfig
-from pitcrew.errors import BadRequestError
+from pitcrew.events import ReceivedEvent
 from pitcrew.records import frozen
 
 DEFAULT_SEVERITY: Mapping[str, str] = {
@@ -42,41 +40,8 @@ DEFAULT_SEVERITY: Mapping[str, str] = {
 
 
 @frozen
-class BusEvent:
-    """An event from the ``pitcrew`` bus: its name (``detail-type``), detail and envelope."""
-
-    name: str
-    detail: Mapping[str, Any]
-    id: str = ""
-    time: str = ""
-    source: str = ""
-    region: str = ""
-    account: str = ""
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def from_eventbridge(cls, event: Mapping[str, Any]) -> BusEvent:
-        """Read an EventBridge event (the Lambda event, or powertools' ``EventBridgeEvent``,
-        which is a mapping too). Raises ``BadRequestError`` when it is not one."""
-        raw = getattr(event, "raw_event", event)
-        if not isinstance(raw, Mapping):
-            raise BadRequestError(f"expected an EventBridge event, got {type(raw).__name__}")
-        name = raw.get("detail-type")
-        detail = raw.get("detail")
-        if not isinstance(name, str) or not name:
-            raise BadRequestError("not an EventBridge event: no detail-type")
-        if not isinstance(detail, Mapping):
-            raise BadRequestError(f"{name}: the detail is not a JSON object")
-        return cls(
-            name=name,
-            detail=detail,
-            id=str(raw.get("id") or ""),
-            time=str(raw.get("time") or ""),
-            source=str(raw.get("source") or ""),
-            region=str(raw.get("region") or ""),
-            account=str(raw.get("account") or ""),
-            raw=raw,
-        )
+class BusEvent(ReceivedEvent):
+    """A ``pitcrew`` bus event with the three attributes notify's filters look at."""
 
     @property
     def severity(self) -> str:

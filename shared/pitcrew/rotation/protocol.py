@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from pitcrew.config import Config, RotationConfig
 from pitcrew.errors import BadRequestError, ConflictError, PitcrewError
@@ -82,6 +83,21 @@ class SecretRotation:
         if self._strategies is None:
             self._strategies = default_strategies(self._config)
         return self._strategies
+
+    def handle(self, event: Mapping[str, Any]) -> RotationStep:
+        """Run the step Secrets Manager's invocation asks for (``Step``, ``SecretId``,
+        ``ClientRequestToken``); the step run. ``BadRequestError`` names a missing key."""
+        missing = [
+            key
+            for key in ("Step", "SecretId", "ClientRequestToken")
+            if not isinstance(event.get(key), str) or not event[key]
+        ]
+        if missing:
+            raise BadRequestError(
+                f"not a Secrets Manager rotation request: no {', '.join(missing)}"
+            )
+        self.run(event["Step"], event["SecretId"], event["ClientRequestToken"])
+        return RotationStep(event["Step"])
 
     def run(self, step: str, secret_id: str, token: str) -> None:
         """Run ``step`` for the version ``token`` of ``secret_id``."""
