@@ -13,6 +13,11 @@ Usage: ``.venv/bin/python bench/coldstart.py [--runs N] [--explain] [--built]``
 - ``--explain`` adds, per function, what it imports beyond the baseline and which import
   pulled each package in (``python -X importtime``): what to make lazy.
 
+Each function's run is paired with a baseline run next to it, and the ratio is the median of
+the pairs' ratios (this machine's speed drifts too much for medians taken seconds apart). A
+process is timed from its start to the end of its imports, not to its exit: Lambda never
+tears the interpreter down at the end of a cold start. The default is 9 runs of each.
+
 The processes get a Lambda-like environment (the function's template variables, the
 ``AWS_LAMBDA_*`` / ``LAMBDA_TASK_ROOT`` variables, so Powertools' Tracer is active as with
 ``Tracing: Active``) but cannot reach AWS: the configuration is the local file, the
@@ -225,6 +230,11 @@ def lambda_environment(function: Function | None) -> dict[str, str]:
     return env
 
 
+# The last line of every timed process: its CPU time so far, which tells the parent that its
+# imports are done.
+_READY = "import sys, time; sys.stdout.write(f'{time.process_time()}\\n'); sys.stdout.flush()"
+
+
 class JobFailed(Exception):
     """A benchmark process exited with an error; the message carries its stderr."""
 
@@ -240,10 +250,12 @@ class Job:
     flags: tuple[str, ...] = ()
     path: tuple[Path, ...] = ()  # put first on sys.path
 
-    def argv(self, *extra: str) -> list[str]:
+    def argv(self, *extra: str, report_ready: bool = False) -> list[str]:
         code = self.code
         if self.path:
             code = f"import sys; sys.path[:0] = {[str(p) for p in self.path]!r}\n{code}"
+        if report_ready:
+            code = f"{code}\n{_READY}"
         return [sys.executable, *self.flags, *extra, "-c", code]
 
     def run(self, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -260,23 +272,26 @@ class Job:
         return result
 
     def seconds(self) -> tuple[float, float]:
-        """Wall time and CPU time (user + system) of one run, in seconds."""
+        """Wall time and CPU time (user + system) of one run, in seconds, from the start of
+        the process to the end of its imports (the process says so on stdout). Its exit is
+        not timed: a Lambda environment never tears its interpreter down at the end of a cold
+        start, and finalising every module takes tens of milliseconds."""
         start = time.perf_counter()
         with subprocess.Popen(
-            self.argv(),
+            self.argv(report_ready=True),
             cwd=self.cwd,
             env=dict(self.env),
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         ) as process:
-            assert process.stderr is not None
+            assert process.stdout is not None and process.stderr is not None
+            ready = process.stdout.readline()
+            wall = time.perf_counter() - start
             stderr = process.stderr.read()
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        if process.returncode != 0:
+            process.wait()
+        if process.returncode != 0 or not ready.strip():
             raise JobFailed(f"{self.name}: failed in {self.cwd}:\n{stderr.decode()}")
-        return wall, usage.ru_utime + usage.ru_stime
+        return wall, float(ready)
 
 
 # Installed in the development environment but never in a Lambda package, whatever layers say.
@@ -365,30 +380,50 @@ def import_jobs(stack: Stack, *, built: bool) -> list[Job]:
 
 @dataclass(frozen=True)
 class Timing:
-    """Medians of one job's runs, in seconds."""
+    """Medians of one function's runs, and of its paired baseline runs, in seconds."""
 
     wall: float
     cpu: float  # user + system: what the process itself used, whatever else ran meanwhile
+    baseline_wall: float
+    baseline_cpu: float
+    ratio: float  # the median of the per-pair wall ratios
+    cpu_ratio: float
 
 
-def measure(jobs: Sequence[Job], runs: int) -> dict[str, Timing]:
-    """The median timings of each job. The runs are interleaved, each round in a rotated
-    order, so drift on a busy machine hits every job alike; one untimed round first
-    (bytecode and page caches)."""
-    samples: dict[str, list[tuple[float, float]]] = {job.name: [] for job in jobs}
-    for round_ in range(runs + 1):
-        shift = round_ % len(jobs)
-        for job in [*jobs[shift:], *jobs[:shift]]:
-            timing = job.seconds()
-            if round_:
-                samples[job.name].append(timing)
-    return {
-        name: Timing(
-            wall=statistics.median(wall for wall, _ in times),
-            cpu=statistics.median(cpu for _, cpu in times),
-        )
-        for name, times in samples.items()
+def _paired(pairs: Sequence[tuple[tuple[float, float], tuple[float, float]]]) -> Timing:
+    walls = [(f[0], b[0]) for f, b in pairs]
+    cpus = [(f[1], b[1]) for f, b in pairs]
+    return Timing(
+        wall=statistics.median(f for f, _ in walls),
+        cpu=statistics.median(f for f, _ in cpus),
+        baseline_wall=statistics.median(b for _, b in walls),
+        baseline_cpu=statistics.median(b for _, b in cpus),
+        ratio=statistics.median(f / b for f, b in walls),
+        cpu_ratio=statistics.median(f / b for f, b in cpus),
+    )
+
+
+def measure(baseline: Job, functions: Sequence[Job], runs: int) -> dict[str, Timing]:
+    """Each function's timings against the baseline, in pairs: every function run is next to
+    a baseline run, the two in alternating order, and the ratio is the median of the pairs'
+    ratios. This machine's speed drifts by a quarter within seconds (a plain CPU loop does
+    too); a pair sees the same drift, so it cancels in the ratio, where the medians of runs
+    seconds apart would not. The functions rotate their order every round; one untimed round
+    first (bytecode and page caches)."""
+    pairs: dict[str, list[tuple[tuple[float, float], tuple[float, float]]]] = {
+        job.name: [] for job in functions
     }
+    for round_ in range(runs + 1):
+        shift = round_ % len(functions)
+        for index, job in enumerate([*functions[shift:], *functions[:shift]]):
+            if (round_ + index) % 2:
+                function_time, baseline_time = job.seconds(), baseline.seconds()
+            else:
+                baseline_time = baseline.seconds()
+                function_time = job.seconds()
+            if round_:
+                pairs[job.name].append((function_time, baseline_time))
+    return {name: _paired(timed) for name, timed in pairs.items()}
 
 
 # --- explaining ------------------------------------------------------------------------------
@@ -454,7 +489,7 @@ def explain(job: Job, baseline: Mapping[str, ImportTime], top: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=7, help="timed runs of each (median)")
+    parser.add_argument("--runs", type=int, default=9, help="timed runs of each (median)")
     parser.add_argument("--built", action="store_true", help="measure the make build output")
     parser.add_argument("--explain", action="store_true", help="show what each imports")
     parser.add_argument("--top", type=int, default=12, help="lines per --explain table")
@@ -481,25 +516,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     jobs = import_jobs(stack, built=args.built)
     try:
-        timings = measure(jobs, args.runs)
+        timings = measure(jobs[0], jobs[1:], args.runs)
     except JobFailed as exc:
         print(exc, file=sys.stderr)
         return 1
-    base = timings[BASELINE]
     where = "built artifacts" if args.built else "development venv"
-    print(f"{where}, median of {args.runs} runs; the ratio is of wall times (cpu: user+system)")
     print(
-        f"{BASELINE:<16} wall {base.wall * 1000:6.1f} ms              "
-        f"cpu {base.cpu * 1000:6.1f} ms              ({BASELINE_IMPORT})"
+        f"{where}, {args.runs} runs of each function, each paired with a run of the baseline "
+        f"({BASELINE_IMPORT}): times are medians, the ratio the median of the pairs' ratios "
+        "(cpu: user+system)"
+    )
+    baseline_walls = [t.baseline_wall for t in timings.values()]
+    baseline_cpus = [t.baseline_cpu for t in timings.values()]
+    print(
+        f"{BASELINE:<16} wall {statistics.median(baseline_walls) * 1000:6.1f} ms              "
+        f"cpu {statistics.median(baseline_cpus) * 1000:6.1f} ms"
     )
     ratios: dict[str, float] = {}
     for function in stack.functions:
         timing = timings[function.name]
-        ratio = ratios[function.name] = timing.wall / base.wall
+        ratio = ratios[function.name] = timing.ratio
         verdict = "ok" if round(ratio, 2) <= TARGET_RATIO else f"over {TARGET_RATIO}"
         print(
             f"{function.name:<16} wall {timing.wall * 1000:6.1f} ms  ratio {ratio:.2f}  "
-            f"cpu {timing.cpu * 1000:6.1f} ms  ratio {timing.cpu / base.cpu:.2f}  "
+            f"cpu {timing.cpu * 1000:6.1f} ms  ratio {timing.cpu_ratio:.2f}  "
             f"({verdict}; import {function.module})"
         )
     if args.explain:  # after the measurement: every job has run fine

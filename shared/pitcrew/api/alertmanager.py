@@ -8,12 +8,18 @@ version 4 payload, 503 when the alerts could not be enqueued (Alertmanager retri
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint, Response
 
 from pitcrew.api.routes import ApiContext, route
 from pitcrew.errors import UnauthorizedError
-from pitcrew.incidents.alerts import parse_webhook
-from pitcrew.incidents.intake import AlertIntake, authenticate, check_size
+
+if TYPE_CHECKING:
+    from pitcrew.incidents.intake import AlertIntake
+
+# The intake modules are imported by the route, when it is first called: a cold start that
+# serves another route does not load them.
 
 
 def blueprint(context: ApiContext, intake: AlertIntake | None = None) -> Blueprint:
@@ -36,6 +42,9 @@ def blueprint(context: ApiContext, intake: AlertIntake | None = None) -> Bluepri
         ],
     )
     def alertmanager_webhook() -> Response:
+        from pitcrew.incidents.alerts import parse_webhook
+        from pitcrew.incidents.intake import AlertIntake, authenticate, check_size
+
         request = bp.current_request
         settings = context.config.alertmanager
         if settings is None:

@@ -8,11 +8,17 @@ was already received; 400 naming what is missing; 503 when it could not be queue
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint, Response
 
 from pitcrew.api.routes import ApiContext, route
-from pitcrew.github.intake import GithubIntake, unsigned_secret_error
-from pitcrew.github.webhooks import WebhookSecrets
+
+if TYPE_CHECKING:
+    from pitcrew.github.intake import GithubIntake
+
+# The intake modules are imported by the route, when it is first called: a cold start that
+# serves another route does not load them.
 
 
 def blueprint(context: ApiContext, intake: GithubIntake | None = None) -> Blueprint:
@@ -29,6 +35,9 @@ def blueprint(context: ApiContext, intake: GithubIntake | None = None) -> Bluepr
         content_types=["application/json", "application/x-www-form-urlencoded"],
     )
     def github_webhook() -> Response:
+        from pitcrew.github.intake import GithubIntake, unsigned_secret_error
+        from pitcrew.github.webhooks import WebhookSecrets
+
         request = bp.current_request
         settings = context.config.github
         if settings is None or settings.webhook_secret is None:

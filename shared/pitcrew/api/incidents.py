@@ -3,13 +3,18 @@ incidents in DESIGN.md's shape, for operators."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint
 
 from pitcrew.api.routes import ApiContext, route
 from pitcrew.errors import BadRequestError
-from pitcrew.incidents.store import LIST_STATUSES, MAX_LIST, IncidentStore
+
+if TYPE_CHECKING:
+    from pitcrew.incidents.store import IncidentStore
+
+# The store module is imported by the routes, when first called: a cold start that serves
+# another route does not load it.
 
 DEFAULT_LIMIT = 100
 
@@ -21,11 +26,15 @@ def blueprint(context: ApiContext, store: IncidentStore | None = None) -> Bluepr
 
     def incidents() -> IncidentStore:
         if not stores:
+            from pitcrew.incidents.store import IncidentStore
+
             stores.append(IncidentStore())
         return stores[0]
 
     @route(bp, context, "/incidents")
     def list_incidents() -> dict[str, Any]:
+        from pitcrew.incidents.store import LIST_STATUSES
+
         query: dict[str, str] = dict(bp.current_request.query_params or {})
         unknown = sorted(set(query) - {"status", "limit"})
         if unknown:
@@ -49,6 +58,8 @@ def blueprint(context: ApiContext, store: IncidentStore | None = None) -> Bluepr
 
 
 def _limit(raw: str | None) -> int:
+    from pitcrew.incidents.store import MAX_LIST
+
     if raw is None:
         return DEFAULT_LIMIT
     # ASCII digits, few of them: int() refuses "①" and more than 4300 digits (a 500, not a 400).
