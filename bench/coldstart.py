@@ -16,7 +16,7 @@ Usage: ``.venv/bin/python bench/coldstart.py [--runs N] [--explain] [--built]``
 Each function's run is paired with a baseline run next to it, and the ratio is the median of
 the pairs' ratios (this machine's speed drifts too much for medians taken seconds apart). A
 process is timed from its start to the end of its imports, not to its exit: Lambda never
-tears the interpreter down at the end of a cold start. The default is 9 runs of each.
+tears the interpreter down at the end of a cold start. The default is 11 runs of each.
 
 The processes get a Lambda-like environment (the function's template variables, the
 ``AWS_LAMBDA_*`` / ``LAMBDA_TASK_ROOT`` variables, so Powertools' Tracer is active as with
@@ -489,7 +489,7 @@ def explain(job: Job, baseline: Mapping[str, ImportTime], top: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=9, help="timed runs of each (median)")
+    parser.add_argument("--runs", type=int, default=11, help="timed runs of each (median)")
     parser.add_argument("--built", action="store_true", help="measure the make build output")
     parser.add_argument("--explain", action="store_true", help="show what each imports")
     parser.add_argument("--top", type=int, default=12, help="lines per --explain table")

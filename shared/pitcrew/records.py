@@ -1,4 +1,4 @@
-"""``@frozen``: a frozen dataclass that costs next to nothing to define.
+"""``@frozen`` and ``@mutable``: dataclasses that cost next to nothing to define.
 
 ``@dataclass(frozen=True)`` writes the source of six methods per class and compiles it with
 ``exec`` when the module is imported: about a millisecond a class on Python 3.11. The
@@ -6,7 +6,8 @@ configuration alone has thirty such classes and every function imports it, so at
 start that was the largest single cost pitcrew added to the runtime's own imports.
 
 ``@frozen`` gives the same class without generating code: the methods are shared and read
-the class's field list. It behaves as ``@dataclass(frozen=True)`` for what pitcrew uses:
+the class's field list. It behaves as ``@dataclass(frozen=True)`` for what pitcrew uses
+(``@mutable`` as ``@dataclass``: no hash, attributes assignable):
 
 - fields from the class's annotations (``ClassVar`` excluded), a record's base fields first;
   defaults, and ``dataclasses.field(default=, default_factory=, repr=, compare=)``;
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, Field, FrozenInstanceError
 from typing import Any, TypeVar, dataclass_transform
 
-__all__ = ["frozen"]
+__all__ = ["frozen", "mutable"]
 
 T = TypeVar("T", bound=type)
 
@@ -159,34 +160,43 @@ def _delattr(self: Any, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
-_METHODS = {
-    "__init__": _init,
-    "__repr__": _repr,
-    "__eq__": _eq,
-    "__hash__": _hash,
-    "__setattr__": _setattr,
-    "__delattr__": _delattr,
-}
+_SHARED = {"__init__": _init, "__repr__": _repr, "__eq__": _eq}
+_FROZEN = {"__setattr__": _setattr, "__delattr__": _delattr}
 
 
-@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, Field))
-def frozen(cls: T) -> T:
-    """Make ``cls`` a frozen record (see the module docstring)."""
+def _define(cls: type, *, frozen: bool) -> None:
     fields = _fields_of(cls)
     own = cls.__dict__
     # As dataclass does: a class's own __init__, __repr__ or __eq__ is kept, and so is an
     # explicit __hash__ (Python sets __hash__ to None in a class that defines __eq__).
     explicit_hash = "__hash__" in own and not (own["__hash__"] is None and "__eq__" in own)
-    for name in ("__setattr__", "__delattr__"):
-        if name in own:
-            raise TypeError(f"cannot overwrite attribute {name} in class {cls.__qualname__}")
+    if frozen:
+        for name in _FROZEN:
+            if name in own:
+                raise TypeError(f"cannot overwrite attribute {name} in class {cls.__qualname__}")
     setattr(cls, _FIELDS, fields)
-    cls.__record_layout__ = _Layout(cls, fields)  # type: ignore[attr-defined]
+    setattr(cls, "__record_layout__", _Layout(cls, fields))  # noqa: B010
     setattr(cls, "__match_args__", tuple(fields))  # noqa: B010 - mypy refuses the assignment
-    for name, method in _METHODS.items():
-        if name == "__hash__" and explicit_hash:
-            continue
-        if name != "__hash__" and name in own:
-            continue
-        setattr(cls, name, method)
+    for name, method in _SHARED.items():
+        if name not in own:
+            setattr(cls, name, method)
+    if not explicit_hash:
+        # Frozen: hashed by the compared fields; mutable: unhashable (eq without frozen).
+        setattr(cls, "__hash__", _hash if frozen else None)  # noqa: B010
+    if frozen:
+        for name, method in _FROZEN.items():
+            setattr(cls, name, method)
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, Field))
+def frozen(cls: T) -> T:
+    """Make ``cls`` a frozen record: ``@dataclass(frozen=True)`` (see the module docstring)."""
+    _define(cls, frozen=True)
+    return cls
+
+
+@dataclass_transform(field_specifiers=(dataclasses.field, Field))
+def mutable(cls: T) -> T:
+    """Make ``cls`` a mutable record: ``@dataclass`` (see the module docstring)."""
+    _define(cls, frozen=False)
     return cls

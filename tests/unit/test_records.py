@@ -1,5 +1,5 @@
-"""``@frozen`` behaves as ``@dataclass(frozen=True)`` for everything pitcrew relies on, and
-is much cheaper to define (the reason it exists)."""
+"""``@frozen`` behaves as ``@dataclass(frozen=True)`` and ``@mutable`` as ``@dataclass`` for
+everything pitcrew relies on, and both are much cheaper to define (the reason they exist)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from pitcrew.records import frozen
+from pitcrew.records import frozen, mutable
 
 
 @frozen
@@ -166,6 +166,26 @@ def test_class_definition_errors_match_dataclasses() -> None:
             a: int = field(default=0, init=False)
 
 
+@mutable
+class Tally:
+    name: str
+    counts: list[int] = field(default_factory=list)
+    total: int = 0
+
+
+def test_a_mutable_record_can_change_and_is_not_hashable() -> None:
+    tally = Tally("a")
+    tally.total += 2
+    tally.counts.append(1)
+    assert tally == Tally("a", [1], 2)
+    assert Tally("b").counts is not Tally("b").counts
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(tally)
+    assert dataclasses.replace(tally, name="b") == Tally("b", [1], 2)
+    assert dataclasses.asdict(tally) == {"name": "a", "counts": [1], "total": 2}
+    assert repr(tally) == "Tally(name='a', counts=[1], total=2)"
+
+
 def _define_many(decorate, count: int) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     for _ in range(count):
@@ -181,8 +201,12 @@ def _define_many(decorate, count: int) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start
 
 
-def test_defining_a_record_costs_a_fraction_of_a_frozen_dataclass() -> None:
+@pytest.mark.parametrize(
+    ("record", "dataclass"),
+    [(frozen, dataclasses.dataclass(frozen=True)), (mutable, dataclasses.dataclass)],
+)
+def test_defining_a_record_costs_a_fraction_of_a_dataclass(record, dataclass) -> None:  # type: ignore[no-untyped-def]
     count = 40
-    records = min(_define_many(frozen, count) for _ in range(3))
-    dataclasses_ = min(_define_many(dataclasses.dataclass(frozen=True), count) for _ in range(3))
+    records = min(_define_many(record, count) for _ in range(3))
+    dataclasses_ = min(_define_many(dataclass, count) for _ in range(3))
     assert records < dataclasses_ / 4, (records, dataclasses_)

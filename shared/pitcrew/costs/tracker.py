@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ from pitcrew.costs.providers import (
 from pitcrew.costs.related import RecentChanges
 from pitcrew.errors import PitcrewError
 from pitcrew.events import DomainEvent, EventName, event
+from pitcrew.records import mutable
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def month_end(day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
-@dataclass
+@mutable
 class ProviderRun:
     provider: str
     start: str | None = None
@@ -72,7 +73,7 @@ class ProviderRun:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-@dataclass
+@mutable
 class RunReport:
     day: str
     providers: list[ProviderRun] = field(default_factory=list)

@@ -13,11 +13,11 @@ and nothing depends on the kubernetes client's model classes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from enum import StrEnum
 from typing import Any
 
-from pitcrew.records import frozen
+from pitcrew.records import frozen, mutable
 
 
 class Category(StrEnum):
@@ -74,7 +74,7 @@ class Subject:
     category_hint: Category = Category.UNKNOWN
 
 
-@dataclass
+@mutable
 class LogExcerpt:
     """The lines of one container's log that matter, already trimmed and bounded."""
 
@@ -85,7 +85,7 @@ class LogExcerpt:
     total_lines: int  # how many lines the log had before trimming
 
 
-@dataclass
+@mutable
 class MetricSample:
     """A container's usage against its limit, from Prometheus (``None`` when unknown)."""
 
@@ -96,7 +96,7 @@ class MetricSample:
     limit: float | None
 
 
-@dataclass
+@mutable
 class ClusterContext:
     """Everything gathered about a subject, as Kubernetes API JSON.
 

@@ -26,13 +26,14 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pitcrew.errors import BadRequestError, ConflictError, NotFoundError, ServiceError
 from pitcrew.incidents.alerts import Alert
 from pitcrew.incidents.model import Category, Diagnosis, Subject, WorkloadRef
+from pitcrew.records import mutable
 from pitcrew.stores import Table, table_name
 
 STATUSES = ("open", "resolved")
@@ -96,7 +97,7 @@ def subject_from_dict(data: Mapping[str, Any]) -> Subject:
     )
 
 
-@dataclass
+@mutable
 class Incident:
     """One incident: a workload's trouble from its first alert until its last one resolves."""
 

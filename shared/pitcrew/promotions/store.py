@@ -22,12 +22,12 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pitcrew.errors import ConflictError, NotFoundError
-from pitcrew.records import frozen
+from pitcrew.records import frozen, mutable
 from pitcrew.stores import Table, table_name
 
 TABLE_ENV = "PROMOTIONS_TABLE"
@@ -57,7 +57,7 @@ def iso(moment: float) -> str:
     return text.replace("+00:00", "Z")
 
 
-@dataclass
+@mutable
 class Promotion:
     """One promotion of ``version`` of ``app`` through ``plan`` (environment names, in order).
 

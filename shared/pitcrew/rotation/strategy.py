@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 from pitcrew.config import PasswordPolicy, RotationConfig
 from pitcrew.errors import BadRequestError
+from pitcrew.records import mutable
 from pitcrew.rotation.store import SecretInfo, SecretStore
 
 STRATEGY_TAG = "pitcrew:rotation"
 KEY_TAG = "pitcrew:key"
 
 
-@dataclass
+@mutable
 class RotationContext:
     """One step of one rotation: the secret, the version being made (``token``), and the
     values as far as they exist. ``pending`` is None in createSecret."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
 from pitcrew.incidents.model import Category, ClusterContext, Diagnosis, LogExcerpt, Subject
-from pitcrew.records import frozen
+from pitcrew.records import frozen, mutable
 
 MAX_LINE = 300  # characters of one evidence line
 
@@ -58,7 +58,7 @@ def seconds_between(start: Any, end: Any) -> int | None:
     return int((last - first).total_seconds()) if first and last else None
 
 
-@dataclass
+@mutable
 class Finding:
     """One analyzer's answer. ``rank`` orders findings by how specific their root cause is:
     the highest wins (an OOMKilled container explains a stuck rollout, not the reverse)."""
