@@ -13,10 +13,11 @@ Usage: ``.venv/bin/python bench/coldstart.py [--runs N] [--explain] [--built]``
 - ``--explain`` adds, per function, what it imports beyond the baseline and which import
   pulled each package in (``python -X importtime``): what to make lazy.
 
-Each function's run is paired with a baseline run next to it, and the ratio is the median of
-the pairs' ratios (this machine's speed drifts too much for medians taken seconds apart). A
+Each function's run sits between two baseline runs and is compared with their mean; the
+ratio is the median of those ratios (this machine's speed drifts too much for medians taken
+seconds apart). A
 process is timed from its start to the end of its imports, not to its exit: Lambda never
-tears the interpreter down at the end of a cold start. The default is 11 runs of each.
+tears the interpreter down at the end of a cold start. The default is 15 runs of each.
 
 The processes get a Lambda-like environment (the function's template variables, the
 ``AWS_LAMBDA_*`` / ``LAMBDA_TASK_ROOT`` variables, so Powertools' Tracer is active as with
@@ -404,25 +405,25 @@ def _paired(pairs: Sequence[tuple[tuple[float, float], tuple[float, float]]]) ->
 
 
 def measure(baseline: Job, functions: Sequence[Job], runs: int) -> dict[str, Timing]:
-    """Each function's timings against the baseline, in pairs: every function run is next to
-    a baseline run, the two in alternating order, and the ratio is the median of the pairs'
-    ratios. This machine's speed drifts by a quarter within seconds (a plain CPU loop does
-    too); a pair sees the same drift, so it cancels in the ratio, where the medians of runs
-    seconds apart would not. The functions rotate their order every round; one untimed round
-    first (bytecode and page caches)."""
+    """Each function's timings against the baseline: every function run sits between two
+    baseline runs (B F B F B ...), and is compared with their mean; the ratio is the median
+    of those ratios. This machine's speed drifts by a quarter within seconds (a plain CPU
+    loop does too); the runs on either side see the same drift, so it cancels in the ratio,
+    where the medians of runs seconds apart would not. The functions rotate their order every
+    round; one untimed round first (bytecode and page caches)."""
     pairs: dict[str, list[tuple[tuple[float, float], tuple[float, float]]]] = {
         job.name: [] for job in functions
     }
     for round_ in range(runs + 1):
         shift = round_ % len(functions)
-        for index, job in enumerate([*functions[shift:], *functions[:shift]]):
-            if (round_ + index) % 2:
-                function_time, baseline_time = job.seconds(), baseline.seconds()
-            else:
-                baseline_time = baseline.seconds()
-                function_time = job.seconds()
+        before = baseline.seconds()
+        for job in [*functions[shift:], *functions[:shift]]:
+            function_time = job.seconds()
+            after = baseline.seconds()
             if round_:
-                pairs[job.name].append((function_time, baseline_time))
+                around = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
+                pairs[job.name].append((function_time, around))
+            before = after
     return {name: _paired(timed) for name, timed in pairs.items()}
 
 
@@ -489,7 +490,7 @@ def explain(job: Job, baseline: Mapping[str, ImportTime], top: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=11, help="timed runs of each (median)")
+    parser.add_argument("--runs", type=int, default=15, help="timed runs of each (median)")
     parser.add_argument("--built", action="store_true", help="measure the make build output")
     parser.add_argument("--explain", action="store_true", help="show what each imports")
     parser.add_argument("--top", type=int, default=12, help="lines per --explain table")
@@ -522,9 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     where = "built artifacts" if args.built else "development venv"
     print(
-        f"{where}, {args.runs} runs of each function, each paired with a run of the baseline "
-        f"({BASELINE_IMPORT}): times are medians, the ratio the median of the pairs' ratios "
-        "(cpu: user+system)"
+        f"{where}, {args.runs} runs of each function, each between two runs of the baseline "
+        f"({BASELINE_IMPORT}): times are medians, the ratio the median of each run's ratio to "
+        "the mean of its two baseline runs (cpu: user+system)"
     )
     baseline_walls = [t.baseline_wall for t in timings.values()]
     baseline_cpus = [t.baseline_cpu for t in timings.values()]
