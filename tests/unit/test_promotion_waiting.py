@@ -1,6 +1,7 @@
 """What "rolled out" means for a Deployment, an Argo CD Application and a Flux Kustomization;
-the heartbeats the scheduled health check sends for waiting approvals (on template.yaml's
-table in moto); and the state machine's contract with template.yaml."""
+the heartbeats the scheduled health check sends for waiting approvals, and the promotions it
+ends when their execution ended without saying so (on template.yaml's table and moto's Step
+Functions); and the state machine's contract with template.yaml."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 
 from pitcrew.config import parse_config_text
+from pitcrew.events import DomainEvent
 from pitcrew.local.template import Template
+from pitcrew.promotions.health import NEVER_STARTED_AFTER_S
 from pitcrew.promotions.rollout import (
     argocd_state,
     deployment_rollout,
@@ -22,7 +25,15 @@ from pitcrew.promotions.rollout import (
     split_image,
 )
 from pitcrew.promotions.steps import PromotionSteps
-from pitcrew.promotions.store import AWAITING_APPROVAL, Promotion, PromotionStore, iso, new_id
+from pitcrew.promotions.store import (
+    AWAITING_APPROVAL,
+    RUNNING,
+    Promotion,
+    PromotionStore,
+    iso,
+    new_id,
+)
+from tests.conftest import harness_client
 from tests.support.fakekube import container, deployment
 
 ASL = Path(__file__).resolve().parents[2] / "infra" / "statemachines" / "promotion.asl.json"
@@ -214,6 +225,99 @@ def test_the_scheduled_health_check_sends_a_heartbeat_for_every_waiting_approval
     assert store.peek_token(lost.id, "approval") is None
     steps.handle({"step": "health_check"})
     assert sorted(sfn.heartbeats) == ["token-1", "token-1", "token-2", "token-2"]
+
+
+# -- promotions whose execution ended without saying so ----------------------------------------
+
+# A state machine that only waits: its executions run until they are stopped.
+WAITING_DEFINITION = {
+    "StartAt": "Wait",
+    "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": True}},
+}
+
+
+def running_promotion(
+    store: PromotionStore, app: str, *, execution: str | None, age_s: float = 0
+) -> Promotion:
+    now = time.time() - age_s
+    promotion = Promotion(
+        id=new_id(now),
+        app=app,
+        version="v2",
+        target="prod",
+        plan=["staging", "prod"],
+        created_at=iso(now),
+        status=RUNNING,
+        environment="staging",
+        execution=execution,
+    )
+    store.create(promotion)
+    store.lock(app, "staging", promotion.id, ttl_s=3600)
+    return promotion
+
+
+def start_execution(name: str) -> str:
+    sfn = harness_client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=f"waits-{name}",
+        definition=json.dumps(WAITING_DEFINITION),
+        roleArn="arn:aws:iam::123456789012:role/pitcrew-promotion",
+    )["stateMachineArn"]
+    return str(sfn.start_execution(stateMachineArn=machine, name=name)["executionArn"])
+
+
+@pytest.mark.usefixtures("stack")
+def test_a_promotion_whose_execution_was_stopped_is_failed_and_unlocked_once() -> None:
+    store = PromotionStore()
+    published: list[DomainEvent] = []
+    steps = PromotionSteps(
+        parse_config_text(""), store=store, publish=lambda *e: published.extend(e)
+    )
+    execution = start_execution("stopped")
+    stopped = running_promotion(store, "payments", execution=execution)
+    still = running_promotion(store, "orders", execution=start_execution("still-running"))
+    harness_client("stepfunctions").stop_execution(
+        executionArn=execution, error="Operator", cause="stopped by hand"
+    )
+
+    result = steps.handle({"step": "health_check"})
+
+    assert result["reconciled"] == {"ended": [stopped.id], "failed": []}
+    ended = store.get(stopped.id)
+    assert ended.status == "failed"
+    assert ended.reason is not None and "aborted" in ended.reason
+    assert store.lock_holder("payments", "staging") is None
+    assert store.lock_holder("orders", "staging") == still.id
+    assert store.get(still.id).status == RUNNING
+    [failed] = published
+    assert failed.name == "PromotionFailed"
+    assert failed.detail["promotion"]["id"] == stopped.id
+    assert failed.detail["execution"] == execution
+
+    again = steps.handle({"step": "health_check"})
+    assert again["reconciled"]["ended"] == []
+    assert len(published) == 1
+
+
+@pytest.mark.usefixtures("stack")
+def test_a_promotion_whose_execution_never_started_or_is_gone_is_failed() -> None:
+    store = PromotionStore()
+    published: list[DomainEvent] = []
+    steps = PromotionSteps(
+        parse_config_text(""), store=store, publish=lambda *e: published.extend(e)
+    )
+    arn = "arn:aws:states:us-east-1:123456789012:execution:pitcrew-promotion:"
+    gone = running_promotion(store, "payments", execution=arn + "gone")
+    orphan = running_promotion(store, "orders", execution=None, age_s=NEVER_STARTED_AFTER_S + 60)
+    starting = running_promotion(store, "billing", execution=None, age_s=30)  # starting now
+
+    result = steps.handle({"step": "health_check"})
+
+    assert sorted(result["reconciled"]["ended"]) == sorted([gone.id, orphan.id])
+    assert "no longer exists" in str(store.get(gone.id).reason)
+    assert "never started" in str(store.get(orphan.id).reason)
+    assert store.get(starting.id).status == RUNNING
+    assert sorted(e.detail["promotion"]["id"] for e in published) == sorted([gone.id, orphan.id])
 
 
 # -- the definition and the template ----------------------------------------------------------

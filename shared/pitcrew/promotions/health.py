@@ -3,17 +3,30 @@
 consecutive failures, kept per environment for ``GET /environments``;
 ``EnvironmentDegraded`` once when a run of failures reaches ``degraded_after``. The same
 schedule sends the heartbeats of waiting tasks (``AwaitApproval`` has ``HeartbeatSeconds``,
-so an approval whose token was lost fails instead of waiting for its whole timeout).
+so an approval whose token was lost fails instead of waiting for its whole timeout), and
+ends the promotions whose execution ended without saying so (``reconcile``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pitcrew.errors import PitcrewError
 from pitcrew.events import DomainEvent, EventName, event
-from pitcrew.promotions.store import PromotionStore, iso
+from pitcrew.promotions.store import Promotion, PromotionStore, iso
+
+# An execution that ended this way without ending its promotion: the Catch that runs the
+# "fail" task did not (the execution's history limit, a state that failed before any Catch,
+# StopExecution, the fail task's own Lambda failing).
+_EXECUTION_ENDED = {
+    "FAILED": "ExecutionFailed",
+    "TIMED_OUT": "ExecutionTimedOut",
+    "ABORTED": "ExecutionAborted",
+}
+# A promotion recorded whose execution never started (the start stopped between the two):
+# after this long no redelivery of its request will start it.
+NEVER_STARTED_AFTER_S = 3600
 
 if TYPE_CHECKING:
     from pitcrew.config import Config
@@ -99,3 +112,60 @@ def send_heartbeats(store: PromotionStore, sfn: Any) -> dict[str, Any]:
             continue
         sent += 1
     return {"sent": sent, "gone": gone, "failed": failed}
+
+
+def reconcile(
+    store: PromotionStore,
+    sfn: Any,
+    end_failed: Callable[[Promotion, Mapping[str, Any]], Any],
+    clock: Callable[[], float],
+) -> dict[str, Any]:
+    """End, as failed, every unfinished promotion whose execution has ended (or never started):
+    otherwise it would show "running" and hold its environments' locks until they expire.
+    ``end_failed`` is the state machine's own "fail" task (closes open pull requests, releases
+    the locks, publishes ``PromotionFailed`` once), given the error the execution ended with."""
+    from pitcrew.aws import aws_errors
+
+    ended: list[str] = []
+    failed: list[str] = []
+    for promotion in store.unfinished():
+        if promotion.execution is None:
+            created = _epoch(promotion.created_at)
+            if created is not None and clock() - created > NEVER_STARTED_AFTER_S:
+                error = {"Error": "ExecutionNeverStarted", "Cause": "its execution never started"}
+                end_failed(promotion, {"error": error})
+                ended.append(promotion.id)
+            continue
+        try:
+            with aws_errors("stepfunctions"):
+                try:
+                    described = sfn.describe_execution(executionArn=promotion.execution)
+                except sfn.exceptions.ExecutionDoesNotExist:
+                    described = {"status": "MISSING"}
+        except PitcrewError as exc:
+            failed.append(f"{promotion.id}: {exc}")  # asked again at the next run
+            continue
+        status = str(described.get("status"))
+        if status == "MISSING":
+            error = {"Error": "ExecutionMissing", "Cause": "its execution no longer exists"}
+        elif status in _EXECUTION_ENDED:
+            cause = described.get("cause") or described.get("error")
+            what = status.lower().replace("_", " ")
+            error = {
+                "Error": _EXECUTION_ENDED[status],
+                "Cause": f"its execution {what}: {cause}" if cause else f"its execution {what}",
+            }
+        else:
+            continue  # RUNNING, or SUCCEEDED a moment before its last task's write lands
+        end_failed(promotion, {"error": error})
+        ended.append(promotion.id)
+    return {"ended": ended, "failed": failed}
+
+
+def _epoch(text: str | None) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -160,15 +160,16 @@ class PromotionSteps:
         """Run the step a task names; its result is what the state machine reads."""
         step = task.get("step")
         if step == "health_check":
-            from pitcrew.promotions.health import check_environments, send_heartbeats
+            from pitcrew.promotions.health import check_environments, reconcile, send_heartbeats
 
             # Heartbeats first: a waiting approval must not time out because a slow health
             # URL used up the invocation.
             heartbeats = send_heartbeats(self.store, self.sfn)
+            reconciled = reconcile(self.store, self.sfn, self.fail, self.clock)
             checked = check_environments(
                 self.config, self.store, self.checker, self.publish, self.clock
             )
-            return {**checked, "heartbeats": heartbeats}
+            return {**checked, "heartbeats": heartbeats, "reconciled": reconciled}
         handler = _STEPS.get(str(step))
         if handler is None:
             raise InputError(f"unknown step {step!r} (known: {', '.join(sorted(_STEPS))})")

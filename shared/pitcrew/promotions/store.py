@@ -193,6 +193,17 @@ class PromotionStore:
                     break
         return found
 
+    def unfinished(self) -> list[Promotion]:
+        """Every promotion not yet ended (running, or waiting for an approval), oldest first."""
+        ended = {f":ended{i}": status for i, status in enumerate(ENDED)}
+        items = self.table.query(
+            "pk = :pk",
+            names={"#status": "status"},
+            values={":pk": PROMOTIONS_PK, **ended},
+            filter_expression=f"NOT (#status IN ({', '.join(ended)}))",
+        )
+        return [Promotion.from_item(item) for item in items]
+
     def change(self, promotion_id: str, edit: Callable[[Promotion], Any]) -> Promotion:
         """Apply ``edit`` to the stored promotion and write it back, retrying when another
         writer got there first (``revision``)."""
