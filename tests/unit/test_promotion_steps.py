@@ -15,6 +15,7 @@ from pitcrew.config import parse_config_text
 from pitcrew.errors import NotFoundError, TransientServiceError
 from pitcrew.promotions.approvals import decide
 from pitcrew.promotions.checks import Checker
+from pitcrew.promotions.gitops import GitopsRepo, PromotionPull
 from pitcrew.promotions.start import start_promotion
 from pitcrew.promotions.steps import (
     MAX_POLLS,
@@ -115,6 +116,38 @@ def test_record_keeps_the_version_the_update_replaced_as_previous() -> None:
 
     versions = store.versions("dev", "api")
     assert (versions.current, versions.previous, versions.stable) == ("v2", "v1", "v2")
+
+
+def proposing(state: str) -> GitopsRepo:
+    """A GitOps repository whose promotion pull request comes back in ``state``."""
+    repo = create_autospec(GitopsRepo, instance=True)
+    number = 0 if state == "unchanged" else 7
+    repo.propose.return_value = PromotionPull(
+        "acme/gitops", number, None, "pitcrew/promote", state, "v1", "envs/prod"
+    )
+    return repo
+
+
+@pytest.mark.usefixtures("stack")
+@pytest.mark.parametrize(("state", "approval"), [("unchanged", False), ("open", True)])
+def test_an_environment_already_at_the_version_needs_no_approval(
+    state: str, approval: bool
+) -> None:
+    store = PromotionStore()
+    repo = proposing(state)
+    steps = PromotionSteps(
+        parse_config_text(CONFIG), store=store, gitops=lambda: repo, publish=lambda *e: None
+    )
+    promotion = in_dev(store)
+    steps.store.change(promotion.id, lambda p: setattr(p, "environment", "prod"))
+
+    result = steps.handle({"step": "update", "promotion": promotion.ref()})
+
+    assert result == {"merged": state == "unchanged", "approval": approval}
+    (update,) = store.get(promotion.id).steps
+    if state == "unchanged":
+        assert update["detail"] == "already at this version: no change, no approval needed"
+    repo.merge.assert_not_called()  # prod's change waits for its approval; no change, no merge
 
 
 @pytest.mark.usefixtures("stack")

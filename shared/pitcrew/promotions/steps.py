@@ -361,11 +361,19 @@ class PromotionSteps:
 
             promotion = self._change(promotion, keep)
         merged = pull["state"] in ("merged", "unchanged")
+        if pull["state"] == "unchanged":
+            # The environment runs this version already: nothing changes, nothing to approve.
+            # Its health and checks still run, and verify the version there.
+            needs_approval = False
         if not merged and env.auto_promote and not needs_approval:
             promotion = self._merge(promotion, env.name, "update")
             merged = True
         state = "merged" if merged else pull["state"]
-        detail = f"#{pull['number']} {state}" if pull["number"] else "already at this version"
+        detail = (
+            f"#{pull['number']} {state}"
+            if pull["number"]
+            else "already at this version: no change, no approval needed"
+        )
         self._note(promotion, "update", "merged" if merged else "opened", detail)
         return {"merged": merged, "approval": needs_approval}
 
