@@ -348,6 +348,47 @@ def test_node_not_ready_subject_gets_the_node_its_events_and_its_pods(
     assert any("involvedObject.kind=Node," in r.query["fieldSelector"][0] for r in node_events)
 
 
+def test_a_node_named_by_its_address_is_found_by_it(kube: FakeKube, config: Config) -> None:
+    # node-exporter's `instance` is the address scraped unless relabelled to the node's name.
+    sick = node("ip-10-0-3-17.eu-west-1.compute.internal", ready="Unknown", address="10.0.3.17")
+    kube.add(node("ip-10-0-3-18.eu-west-1.compute.internal", address="10.0.3.18"), sick)
+
+    context = gather(
+        Subject(
+            "default",
+            "NodeFilesystemSpaceFillingUp",
+            workload=WorkloadRef("Node", "10.0.3.17"),
+            node="10.0.3.17",
+            category_hint=Category.NODE_NOT_READY,
+        ),
+        config,
+    )
+
+    assert names(context.nodes) == ["ip-10-0-3-17.eu-west-1.compute.internal"]
+    assert "node 10.0.3.17 is ip-10-0-3-17.eu-west-1.compute.internal (by its address)" in (
+        context.notes
+    )
+    nodes_listed = [r for r in kube.requests if r.path == "/api/v1/nodes"]
+    assert len(nodes_listed) == 1
+
+
+def test_an_address_no_node_has_is_said_so(kube: FakeKube, config: Config) -> None:
+    kube.add(node("node-1", address="10.0.3.18"))
+
+    context = gather(
+        Subject(
+            "default",
+            "NodeMemoryHighUtilization",
+            workload=WorkloadRef("Node", "10.9.9.9"),
+            node="10.9.9.9",
+        ),
+        config,
+    )
+
+    assert context.nodes == []
+    assert "no node has the address 10.9.9.9" in context.notes
+
+
 def test_wrong_name_guess_is_corrected_from_owner_references(
     kube: FakeKube, config: Config
 ) -> None:

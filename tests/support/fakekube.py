@@ -681,7 +681,11 @@ def node(
     ready: str = "True",
     taints: list[dict[str, Any]] | None = None,
     pressure: str | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
+    """A Node as the API returns it; ``address`` is its InternalIP (default: one made from
+    its name)."""
+    internal_ip = address or f"10.0.1.{sum(map(ord, name)) % 250 + 1}"
     conditions = [
         {
             "type": kind,
@@ -715,6 +719,10 @@ def node(
             "capacity": {"cpu": "2", "memory": "8023704Ki", "pods": "29"},
             "allocatable": {"cpu": "1930m", "memory": "7372952Ki", "pods": "29"},
             "conditions": conditions,
+            "addresses": [
+                {"type": "InternalIP", "address": internal_ip},
+                {"type": "Hostname", "address": name},
+            ],
             "nodeInfo": {"kubeletVersion": "v1.30.2-eks-1552ad0", "osImage": "Amazon Linux 2023"},
             "images": [
                 {"names": [f"registry.example.com/image-{i}:latest"], "sizeBytes": 10_000_000}

@@ -133,9 +133,11 @@ class _Gathering:
         self.subject_pod: dict[str, Any] | None = None
         self.job: dict[str, Any] | None = None  # a CronJob's failing Job
         self.replicasets: list[dict[str, Any]] = []
+        self.node_names: dict[str, str] = {}  # an address the alert names -> that node's name
 
     def run(self) -> None:
         steps = (
+            self._resolve_node,
             self._resolve,
             self._pods,
             self._replicasets,
@@ -283,17 +285,43 @@ class _Gathering:
         self.replicasets += [rs for rs in owned[:2] if _name(rs) not in known]
 
     # -- nodes and claims --------------------------------------------------------------------
-    def _subject_node(self) -> str | None:
+    def _subject_node(self, *, node_alert: bool = False) -> str | None:
+        """The node the alert is about: its Node workload, or its ``node`` label when it is
+        about no pod or claim (or, with ``node_alert``, whatever it is about); by the node's
+        name when the alert gave its address."""
         subject = self.subject
+        named: str | None = None
         if subject.workload is not None and subject.workload.kind == "Node":
-            return subject.workload.name
-        return subject.node if subject.pod is None and subject.pvc is None else None
+            named = subject.workload.name
+        elif (subject.pod is None and subject.pvc is None) or node_alert:
+            named = subject.node
+        return self.node_names.get(named, named) if named else None
+
+    def _resolve_node(self) -> None:
+        """A node the alert names by an IP address (a node-exporter series' ``instance``
+        where the scrape config does not relabel it to the node's name, as kube-prometheus
+        does): the node with that address, unless a node is named so."""
+        named = self._subject_node(node_alert=self.subject.category_hint == Category.NODE_NOT_READY)
+        if not named or not _is_ip_address(named):
+            return
+        try:
+            self.reader.get("Node", named)
+            return  # some clusters do name their nodes by IP
+        except NotFoundError:
+            pass
+        for node in self._list("Node", None):
+            addresses = (node.get("status") or {}).get("addresses") or ()
+            if any(isinstance(a, dict) and a.get("address") == named for a in addresses):
+                self.node_names[named] = _name(node)
+                self.context.notes.append(f"node {named} is {_name(node)} (by its address)")
+                return
+        self.context.notes.append(f"no node has the address {named}")
 
     def _nodes(self) -> None:
         node_alert = self.subject.category_hint == Category.NODE_NOT_READY
         # The alert's own node when it is about a node; a pod alert's `node` label alone is
         # not worth a node's JSON.
-        subject_node = self._subject_node() or (self.subject.node if node_alert else None)
+        subject_node = self._subject_node(node_alert=node_alert)
         names = [subject_node] if subject_node else []
         for pod in self._troubled():
             spec, status = pod.get("spec") or {}, pod.get("status") or {}
@@ -433,6 +461,16 @@ _KIND_VERSIONS = {
     "Job": "batch/v1",
     "CronJob": "batch/v1",
 }
+
+
+def _is_ip_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _slim(obj: dict[str, Any], kind: str) -> dict[str, Any]:
