@@ -270,6 +270,24 @@ def test_the_same_incident_diagnosed_twice_gives_one_pull_request_and_one_commen
     assert [e.name for e in harness.published] == ["FixPullRequestOpened"]
 
 
+def test_two_deliveries_racing_announce_their_one_pull_request_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incident = harness.diagnosed()
+    assert harness.flow.handle(incident).action == "opened"
+    # The second delivery looked for an open fix before the first had opened it.
+    monkeypatch.setattr(harness.flow, "_comment_on_open_fix", lambda incident, repo: None)
+
+    again = harness.flow.handle(incident)
+
+    assert again.action == "opened"
+    (pull,) = harness.gh.pulls(REPO)
+    assert again.detail == f"pull request #{pull['number']}"
+    assert [e.name for e in harness.published] == ["FixPullRequestOpened"]
+    timeline = harness.store.get(incident["id"]).timeline
+    assert sum(1 for entry in timeline if entry["event"] == "pull_request") == 1
+
+
 @pytest.mark.parametrize(
     ("name", "container_change"),
     [

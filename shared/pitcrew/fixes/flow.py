@@ -210,10 +210,13 @@ class FixFlow:
             "branch": branch,
             "state": "open",
         }
-        updated = self.store.set_pull_request(str(incident["id"]), record, self._clock())
-        self._count("FixPullRequestOpened")
-        self._publish(event(EventName.FIX_PULL_REQUEST_OPENED, updated.as_api()))
-        self._log("fix pull request opened", incident, url=pull.url, new=new)
+        updated, first = self.store.attach_new_pull_request(
+            str(incident["id"]), record, self._clock()
+        )
+        if first:  # else a delivery racing this one attached it, and announced it
+            self._count("FixPullRequestOpened")
+            self._publish(event(EventName.FIX_PULL_REQUEST_OPENED, updated.as_api()))
+        self._log("fix pull request opened", incident, url=pull.url, new=new, announced=first)
         return FixOutcome("opened", f"pull request #{pull.number}", pull.url)
 
     def _comment_on_open_fix(self, incident: Mapping[str, Any], repo: str) -> FixOutcome | None:

@@ -392,20 +392,24 @@ class IncidentStore:
     def set_pull_request(
         self, incident_id: str, pull_request: Mapping[str, Any], now: datetime
     ) -> Incident:
-        def attach(incident: Incident) -> bool:
-            incident.pull_request = dict(pull_request)
-            url = pull_request.get("url")
-            if url and url not in incident.links:
-                incident.links.append(str(url))
-            what = (
-                f"issue #{pull_request['issue']}"
-                if "issue" in pull_request
-                else f"pull request #{pull_request.get('number')} {pull_request.get('state', '')}"
-            )
-            incident.note(now, "pull_request", what.strip())
-            return True
+        return self._change(incident_id, lambda i: _attach(i, pull_request, now))
 
-        return self._change(incident_id, attach)
+    def attach_new_pull_request(
+        self, incident_id: str, pull_request: Mapping[str, Any], now: datetime
+    ) -> tuple[Incident, bool]:
+        """Attach a pull request just opened; False (and nothing written) when the incident
+        has it already: another delivery of the same diagnosis, racing this one, got there
+        first (and announces it)."""
+        attached = False
+
+        def attach(incident: Incident) -> bool:
+            nonlocal attached
+            current = incident.pull_request or {}
+            same = ("repo", "number")
+            attached = any(current.get(k) != pull_request.get(k) for k in same)
+            return attached and _attach(incident, pull_request, now)
+
+        return self._change(incident_id, attach), attached
 
     def reopen(self, incident_id: str, now: datetime, reason: str) -> Incident:
         """Open a resolved incident again (a fix that did not hold). ``ConflictError`` when
@@ -586,3 +590,17 @@ def _workload_of(subject: Subject) -> WorkloadRef:
     if subject.workload is not None:
         return subject.workload
     return WorkloadRef("Alert", subject.alertname or "unnamed", subject.namespace)
+
+
+def _attach(incident: Incident, pull_request: Mapping[str, Any], now: datetime) -> bool:
+    incident.pull_request = dict(pull_request)
+    url = pull_request.get("url")
+    if url and url not in incident.links:
+        incident.links.append(str(url))
+    what = (
+        f"issue #{pull_request['issue']}"
+        if "issue" in pull_request
+        else f"pull request #{pull_request.get('number')} {pull_request.get('state', '')}"
+    )
+    incident.note(now, "pull_request", what.strip())
+    return True
