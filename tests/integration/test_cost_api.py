@@ -64,6 +64,40 @@ def test_costs_refuses_a_bad_days(client: Client, days: str) -> None:
     assert "days" in json.loads(response.body)["error"]
 
 
+def test_top_keeps_the_costliest_groups_and_sums_the_rest(client: Client) -> None:
+    response = client.http.get("/costs?days=7&top=1", headers=AUTH)
+    assert response.status_code == 200
+    body = json.loads(response.body)
+    assert body["groups_total"] == 2
+    ec2, others = body["groups"]
+    assert ec2["group"] == "Amazon EC2"
+    assert others["group"] == "(other 1 groups)"
+    assert (others["total_usd"], others["previous_usd"]) == (7.0, 7.0)
+    assert others["series"] == [1.0] * 7
+    assert body["total_usd"] == pytest.approx(ec2["total_usd"] + others["total_usd"])
+
+
+@pytest.mark.parametrize("top", ["0", "x", "10001"])
+def test_costs_refuses_a_bad_top(client: Client, top: str) -> None:
+    response = client.http.get(f"/costs?top={top}", headers=AUTH)
+    assert response.status_code == 400
+    assert "top" in json.loads(response.body)["error"]
+
+
+def test_a_report_too_large_for_lambda_says_how_to_ask_for_less(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = len(client.http.get("/costs?days=1&top=1", headers=AUTH).body)
+    monkeypatch.setattr("pitcrew.costs.report.MAX_REPORT_BYTES", small)
+
+    response = client.http.get("/costs?days=14", headers=AUTH)
+
+    assert response.status_code == 400
+    error = json.loads(response.body)["error"]
+    assert "14 days of 2 cost groups" in error and "?top=N" in error and "?days=N" in error
+    assert client.http.get("/costs?days=1&top=1", headers=AUTH).status_code == 200
+
+
 def test_costs_and_metrics_need_the_operator_token(client: Client) -> None:
     assert client.http.get("/costs").status_code == 401
     assert client.http.get("/metrics").status_code == 401

@@ -58,8 +58,9 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def fetch_report(days: int, api: str | None) -> dict[str, Any]:
-    """The ``GET /costs`` document, from the API or straight from the table."""
+def fetch_report(days: int, api: str | None, top: int | None = None) -> dict[str, Any]:
+    """The ``GET /costs`` document, from the API or straight from the table; with ``top``,
+    only that many groups (and one summing the rest)."""
     if api:
         import httpx
 
@@ -71,7 +72,7 @@ def fetch_report(days: int, api: str | None) -> dict[str, Any]:
         try:
             response = httpx.get(
                 f"{api.rstrip('/')}/costs",
-                params={"days": str(days)},
+                params={"days": str(days), **({"top": str(top)} if top else {})},
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=30.0,
             )
@@ -90,7 +91,7 @@ def fetch_report(days: int, api: str | None) -> dict[str, Any]:
     from pitcrew.costs.history import CostHistory
     from pitcrew.costs.report import cost_report
 
-    return cost_report(CostHistory(), load_config().costs, days)
+    return cost_report(CostHistory(), load_config().costs, days, top=top)
 
 
 def run_costs(args: argparse.Namespace) -> int:
@@ -106,7 +107,9 @@ def run_costs(args: argparse.Namespace) -> int:
             "no source: give --api URL (or set PITCREW_API_URL), or set COSTS_TABLE", EXIT_USAGE
         )
     try:
-        report = fetch_report(days, args.api)
+        # The table shows the top groups only: no need to fetch (or send) the others.
+        top = None if args.json or args.csv else args.top
+        report = fetch_report(days, args.api, top)
     except InputError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except PitcrewError as exc:
@@ -163,13 +166,14 @@ def print_table(report: dict[str, Any], top: int = 15) -> None:
     days = report.get("days")
     forecast = report.get("forecast") or {}
     groups = report.get("groups", [])
+    total = int(report.get("groups_total", len(groups)))
     table = Table(
         title=f"Costs, last {days} days ({report.get('from')} to {report.get('to')})",
         caption=(
             f"total ${report.get('total_usd', 0):,.2f}; month to date "
             f"${forecast.get('month_to_date_usd') or 0:,.2f}, forecast "
             f"${forecast.get('forecast_usd') or 0:,.2f}; ! = anomaly"
-            + (f"; top {top} of {len(groups)} groups" if len(groups) > top else "")
+            + (f"; top {top} of {total} groups" if total > top else "")
         ),
     )
     table.add_column("provider")

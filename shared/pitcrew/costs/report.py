@@ -17,6 +17,10 @@ from pitcrew.errors import BadRequestError
 
 MAX_DAYS = 396
 DEFAULT_DAYS = 30
+MAX_TOP = 10_000
+# Lambda answers API Gateway with at most 6 MB; past this the answer is refused, saying how to
+# ask for less, instead of failing as a bare 502.
+MAX_REPORT_BYTES = 5_500_000
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -24,16 +28,39 @@ def parse_days(raw: str | None) -> int:
     """``?days=N``: a whole number of days from 1 to 396 (13 months)."""
     if raw is None or raw == "":
         return DEFAULT_DAYS
+    return _whole("days", raw, MAX_DAYS)
+
+
+def parse_top(raw: str | None) -> int | None:
+    """``?top=N``: the N groups that cost most (the rest summed in one row); None: all."""
+    if raw is None or raw == "":
+        return None
+    return _whole("top", raw, MAX_TOP)
+
+
+def _whole(name: str, raw: str, most: int) -> int:
     text = raw.strip()
     # ASCII digits only ("²" is a digit to str.isdigit but not to int), and few of them:
     # int() refuses more than 4300 digits, and the error repeats what it was given.
     if not (text.isascii() and text.isdigit()) or len(text) > 12:
         shown = raw if len(raw) <= 20 else raw[:20] + "..."
-        raise BadRequestError(f"days must be a whole number from 1 to {MAX_DAYS}, got {shown!r}")
-    days = int(text)
-    if not 1 <= days <= MAX_DAYS:
-        raise BadRequestError(f"days must be from 1 to {MAX_DAYS}, got {days}")
-    return days
+        raise BadRequestError(f"{name} must be a whole number from 1 to {most}, got {shown!r}")
+    value = int(text)
+    if not 1 <= value <= most:
+        raise BadRequestError(f"{name} must be from 1 to {most}, got {value}")
+    return value
+
+
+def check_size(report: Mapping[str, Any], body: str) -> None:
+    """Refuse a report too large for a Lambda answer, saying what to ask instead."""
+    if len(body.encode()) <= MAX_REPORT_BYTES:
+        return
+    groups = report.get("groups_total", len(report.get("groups") or ()))
+    raise BadRequestError(
+        f"the report for {report.get('days')} days of {groups} cost groups is "
+        f"{len(body.encode()) / 1e6:.1f} MB, over the 6 MB a Lambda can answer: "
+        "ask for fewer days (?days=N) or only the costliest groups (?top=N)"
+    )
 
 
 def _change_pct(now: float, before: float) -> float | None:
@@ -45,10 +72,12 @@ def cost_report(
     costs: CostsConfig | None,
     days: int = DEFAULT_DAYS,
     today: date | None = None,
+    top: int | None = None,
 ) -> dict[str, Any]:
     """Daily totals, per-group series with the change against the previous period of the
     same length, anomalies, the month's forecast and the budgets, for the last ``days``
-    complete days."""
+    complete days. With ``top``, only the ``top`` costliest groups, then one row summing
+    the others (``groups_total`` counts them all)."""
     today = today or datetime.now(UTC).date()
     start, previous_start = today - timedelta(days=days), today - timedelta(days=2 * days)
     dates = [start + timedelta(days=n) for n in range(days)]
@@ -80,6 +109,9 @@ def cost_report(
     month["month_to_date_usd"] = round(sum(m["month_to_date_usd"] or 0 for m in known), 2)
     month["forecast_usd"] = round(sum(m["forecast_usd"] or 0 for m in known), 2)
     groups.sort(key=lambda g: (-g["total_usd"], g["provider"], g["group"]))
+    groups_total = len(groups)
+    if top is not None and len(groups) > top:
+        groups = [*groups[:top], _others(groups[top:], days)]
     return {
         "days": days,
         "from": start.isoformat(),
@@ -96,6 +128,7 @@ def cost_report(
         ],
         "total_usd": round(sum(daily.values()), 2),
         "groups": groups,
+        "groups_total": groups_total,
         "anomalies": anomalies,
         "forecast": month,
         "budgets": _budgets(history, costs, month),
@@ -132,6 +165,20 @@ def _group_rows(
             }
         )
     return rows
+
+
+def _others(rest: list[dict[str, Any]], days: int) -> dict[str, Any]:
+    """One row summing the groups past the top ones."""
+    total = sum(g["total_usd"] for g in rest)
+    previous = sum(g["previous_usd"] for g in rest)
+    return {
+        "provider": "all",
+        "group": f"(other {len(rest)} groups)",
+        "total_usd": round(total, 2),
+        "previous_usd": round(previous, 2),
+        "change_pct": _change_pct(total, previous),
+        "series": [round(sum(g["series"][n] for g in rest), 4) for n in range(days)],
+    }
 
 
 def _anomaly_row(item: Mapping[str, Any]) -> dict[str, Any]:
