@@ -146,6 +146,46 @@ def test_an_object_only_in_a_shared_base_gets_a_patch_file_in_the_overlay() -> N
     assert "+++ b/clusters/prod-eu/payments/api/pitcrew-deployment-api.yaml" in change.diff
 
 
+def overlay_of_base(namespace: str = "payments") -> str:
+    return f"namespace: {namespace}\nresources:\n  - ../../../../base/api\n"
+
+
+def test_a_base_found_by_search_is_patched_through_the_workloads_own_overlay() -> None:
+    files = {
+        **BASE,
+        "clusters/prod-eu/payments/api/kustomization.yaml": overlay_of_base(),
+        "clusters/prod-us/payments/api/kustomization.yaml": overlay_of_base(),
+        "clusters/prod-eu/kustomization.yaml": "resources:\n  - payments/api\n",
+    }
+    target = find_manifest(Files(files), API, (), PATCH)  # no template: found by the search
+    change = render_change(target, PATCH)
+
+    overlay = "clusters/prod-eu/payments/api"
+    assert set(change.files) == {
+        f"{overlay}/pitcrew-deployment-api.yaml",
+        f"{overlay}/kustomization.yaml",
+    }
+    assert "base/api/deployment.yaml" not in change.files  # prod-us stays as it is
+    assert target.how.endswith("found by a search in base/api/deployment.yaml")
+
+
+def test_a_base_no_overlay_of_which_is_the_workloads_is_patched_saying_what_it_reaches() -> None:
+    files = {
+        **BASE,
+        "clusters/staging/payments/api/kustomization.yaml": overlay_of_base(),
+        "clusters/prod-us/payments/api/kustomization.yaml": overlay_of_base(),
+    }
+
+    target = find_manifest(Files(files), API, (), PATCH)  # API runs in prod-eu: no overlay
+    change = render_change(target, PATCH)
+
+    assert set(change.files) == {"base/api/deployment.yaml"}
+    assert "the change reaches every overlay of it" in target.how
+    assert "clusters/staging/payments/api" in target.how and "clusters/prod-us/payments/api" in (
+        target.how
+    )
+
+
 def test_a_resource_inside_the_overlay_is_patched_in_place() -> None:
     overlay = "clusters/prod-eu/payments/api"
     source = Files(

@@ -10,12 +10,18 @@ resolved the way ``kustomize build`` would find the object:
 2. else a resource file inside the overlay itself that defines the object is changed;
 3. else (the object lives in a shared base) a new patch file is written in the overlay and
    listed under the overlay's ``patches``, so other overlays of that base are untouched.
+
+A manifest the search finds in a base that overlays use goes through the workload's own
+overlay the same way (the overlay whose path names its cluster, and its namespace when several
+do); when none or several are its own, the base is patched, and the target says which overlays
+the change reaches.
 """
 
 from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 import yaml
@@ -40,6 +46,8 @@ YAML_SUFFIXES = (".yaml", ".yml")
 # The search reads at most this many files: a repository is not crawled without bound.
 MAX_SEARCHED_FILES = 200
 MAX_KUSTOMIZE_DEPTH = 8
+# Kustomizations read to learn which overlays use a base a search found the workload in.
+MAX_OVERLAYS_READ = 60
 
 
 class ManifestSource(Protocol):
@@ -120,14 +128,17 @@ class _Kustomize:
     def __init__(self, source: ManifestSource, paths: frozenset[str]) -> None:
         self.source = source
         self.paths = paths
+        self._loaded: dict[str, dict[str, Any]] = {}  # each kustomization read once
 
     def load(self, kustomization: str) -> dict[str, Any]:
-        text = self.source.read(kustomization) or ""
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = None
-        return value if isinstance(value, dict) else {}
+        if kustomization not in self._loaded:
+            text = self.source.read(kustomization) or ""
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                value = None
+            self._loaded[kustomization] = value if isinstance(value, dict) else {}
+        return self._loaded[kustomization]
 
     def patch_files(self, kustomization: str) -> list[str]:
         spec = self.load(kustomization)
@@ -307,11 +318,53 @@ def find_manifest(
         if score == 3:
             break
     if best is not None:
-        return best[1]
+        return _through_its_overlay(source, paths, best[1], workload, patch)
     where = f"{workload.kind} {workload.namespace or '-'}/{workload.name}"
     raise NotFoundError(
         f"no manifest for {where}: tried {', '.join(tried) or 'no manifest_paths'} "
         f"and searched {min(len(paths), MAX_SEARCHED_FILES)} files"
+    )
+
+
+def _through_its_overlay(
+    source: ManifestSource,
+    paths: frozenset[str],
+    target: ManifestTarget,
+    workload: WorkloadId,
+    patch: Mapping[str, Any],
+) -> ManifestTarget:
+    """A manifest a search found in a Kustomize base that overlays use: patched in the
+    workload's own overlay (the one whose path names its cluster, and its namespace when
+    several do), so the other overlays of the base stay as they are. When no overlay, or
+    more than one, is the workload's, the base is patched and the target says which overlays
+    that changes, for the pull request's reviewers."""
+    reader = _Kustomize(source, paths)
+    home = posixpath.dirname(target.path)
+    kustomizations = sorted(p for p in paths if posixpath.basename(p) in KUSTOMIZATION_FILES)
+    overlays = [
+        k
+        for k in kustomizations[:MAX_OVERLAYS_READ]
+        if posixpath.dirname(k) != home and target.path in reader.resource_files(k)
+    ]
+    if not overlays:
+        return target
+    mine = [k for k in overlays if workload.cluster.lower() in k.lower()]
+    if workload.namespace and len(mine) > 1:
+        mine = [k for k in mine if workload.namespace.lower() in k.lower()] or mine
+    # An overlay and the kustomizations above it that gather it (clusters/prod-eu/ for
+    # clusters/prod-eu/payments/api/): the deepest is the workload's own.
+    deepest = max(mine, key=lambda k: k.count("/"), default=None)
+    if deepest is not None and all(
+        k == deepest or deepest.startswith(posixpath.dirname(k) + "/") for k in mine
+    ):
+        found = _overlay_target(source, paths, deepest, workload, patch)
+        if found is not None:
+            return replace(found, how=f"{found.how}, found by a search in {target.path}")
+    shared = ", ".join(posixpath.dirname(k) or "." for k in overlays)
+    return replace(
+        target,
+        how=f"{target.how}; a Kustomize base that more than this workload's overlay uses: "
+        f"the change reaches every overlay of it ({shared})",
     )
 
 
