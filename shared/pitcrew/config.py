@@ -597,12 +597,25 @@ class RotationEndpoint:
 
 
 @frozen
+class PostgresRotation:
+    """How the ``postgres`` strategy reaches its servers. ``tls``: ``prefer`` tries TLS, then
+    a plain connection (as AWS's rotation templates do); ``require`` never connects without
+    TLS. ``ca_bundle``: the PEM certificates TLS verifies the server against (RDS's
+    ``global-bundle.pem``, usually an ``ssm:`` reference), instead of the system's."""
+
+    tls: Literal["prefer", "require"] = "prefer"
+    ca_bundle: Value | None = None
+
+
+@frozen
 class RotationConfig:
-    """Secrets Manager rotation (``rotate_secret``): the password policy and the ``http``
-    endpoints, by name (a secret's ``pitcrew:endpoint`` tag picks one)."""
+    """Secrets Manager rotation (``rotate_secret``): the password policy, the ``http``
+    endpoints, by name (a secret's ``pitcrew:endpoint`` tag picks one), and how the
+    ``postgres`` strategy connects."""
 
     password: PasswordPolicy = PasswordPolicy()
     endpoints: Mapping[str, RotationEndpoint] = field(default_factory=lambda: MappingProxyType({}))
+    postgres: PostgresRotation = PostgresRotation()
 
 
 @frozen
@@ -1340,6 +1353,14 @@ _SECTIONS = (
                         _Field("token", _value(secret=True)),
                         _Field("timeout_s", _number(0, inclusive=False)),
                     )
+                ),
+            ),
+            _Field(
+                "postgres",
+                _section(
+                    PostgresRotation,
+                    _Field("tls", _choice("prefer", "require")),
+                    _Field("ca_bundle", _value()),
                 ),
             ),
         ),

@@ -7,6 +7,8 @@ server logs every statement with its parameters (``log_statement=all``) to a fil
 PostgreSQL refuses to run as root: when the tests run as root, the server runs as the
 ``postgres`` user (``runuser``), in a directory owned by it. ``postgres_server()`` skips
 the test with the reason when the binaries are absent (``make system-deps`` installs them).
+``postgres_server(tls=True)`` also serves TLS, with a certificate for 127.0.0.1 signed by a
+CA made for the run (``PostgresServer.ca_pem``), as RDS does with its own CA.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class PostgresServer:
     password: str
     data_dir: Path
     log_file: Path | None = None
+    ca_pem: str | None = None  # the CA of its TLS certificate, when it serves TLS
 
     def log(self) -> str:
         """What the server has logged so far (statements, parameters, errors)."""
@@ -118,9 +121,89 @@ def _server_user() -> dict[str, Any]:
     return {"user": "postgres", "group": "postgres", "extra_groups": []}
 
 
+def _certificates(directory: Path) -> tuple[str, list[str]]:
+    """A CA and a server certificate for 127.0.0.1 it signed, written to ``directory``: the
+    CA's PEM, and the server options that serve them."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pitcrew test database CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "server.crt", directory / "server.key"
+    cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)  # PostgreSQL refuses a key others can read
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam("postgres")
+        for path in (cert_file, key_file):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    options = ["-c", "ssl=on", "-c", f"ssl_cert_file={cert_file}", "-c", f"ssl_key_file={key_file}"]
+    return ca.public_bytes(serialization.Encoding.PEM).decode(), options
+
+
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """A fresh cluster on 127.0.0.1, stopped and deleted afterwards."""
+def postgres_server(*, tls: bool = False) -> Iterator[PostgresServer]:
+    """A fresh cluster on 127.0.0.1, stopped and deleted afterwards; serving TLS too with
+    ``tls``."""
     binaries = server_binaries()
     if binaries is None:
         pytest.skip("PostgreSQL server binaries not installed (/usr/lib/postgresql/*/bin)")
@@ -155,6 +238,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         capture_output=True,
         **_server_user(),
     )
+    ca_pem, tls_options = _certificates(base) if tls else (None, [])
     port = free_port()
     log_file = base / "server.log"
     log = log_file.open("wb")
@@ -175,13 +259,14 @@ def postgres_server() -> Iterator[PostgresServer]:
             "max_connections=50",
             "-c",
             "log_statement=all",
+            *tls_options,
         ],
         stdout=subprocess.DEVNULL,
         stderr=log,
         **_server_user(),
     )
     log.close()  # the server holds its own descriptor
-    running = PostgresServer("127.0.0.1", port, SUPERUSER, password, data_dir, log_file)
+    running = PostgresServer("127.0.0.1", port, SUPERUSER, password, data_dir, log_file, ca_pem)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:

@@ -16,8 +16,15 @@ Identifiers are quoted by the server (``format('%I', '%L')``), never pasted into
 password never reaches the server as text: ``ALTER ROLE``/``CREATE ROLE`` carry its
 SCRAM-SHA-256 verifier (``scram_verifier``), so a server that logs DDL or a failed statement
 (``log_statement``, ``log_min_error_statement``, on by default for errors) logs no password.
-testSecret logs in with the pending value. An ``ssl`` field (true/false) forces TLS on or
-off; without it TLS is tried first, then plain, as AWS's templates do.
+testSecret logs in with the pending value.
+
+TLS: an ``ssl`` field in the secret (true/false) forces verified TLS or none; without one,
+verified TLS is tried first, then, as AWS's templates do, a connection that does not check the
+server's certificate (TLS if the server offers it, like libpq's ``sslmode=prefer``), logged
+as a warning. The configuration's ``rotation.postgres`` sets ``tls: require`` (verified TLS
+only; a secret saying ``ssl: false`` is refused) and ``ca_bundle`` (the certificates TLS
+verifies the server against: RDS's are not in the system's store, so without the bundle,
+verification fails against RDS and ``prefer`` falls back).
 """
 
 from __future__ import annotations
@@ -26,16 +33,24 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pitcrew.errors import BadRequestError, ServiceError, TransientServiceError
+from pitcrew.errors import BadRequestError, ConfigError, ServiceError, TransientServiceError
 from pitcrew.observability import register_secret
 from pitcrew.records import frozen
 from pitcrew.rotation.store import CURRENT
 from pitcrew.rotation.strategy import RotationContext, json_object, new_password
+
+if TYPE_CHECKING:
+    import ssl
+
+    from pitcrew.config import PostgresRotation
+
+log = logging.getLogger("pitcrew.rotation")
 
 CLONE_SUFFIX = "_clone"
 # PostgreSQL truncates identifiers to 63 bytes: a longer clone name would collide.
@@ -93,8 +108,14 @@ class LoginRefused(Exception):
 class PostgresStrategy:
     name = "postgres"
 
-    def __init__(self, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        settings: PostgresRotation | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
         self.connect_timeout_s = connect_timeout_s
+        self._tls: ssl.SSLContext | None = None
 
     # --- createSecret --------------------------------------------------------------------
 
@@ -212,21 +233,62 @@ class PostgresStrategy:
             connection.close()
 
     def _connect(self, login: Login) -> Any:
-        import ssl
-
-        attempts: list[bool] = [login.ssl] if login.ssl is not None else [True, False]
+        required = self.settings is not None and self.settings.tls == "require"
+        if login.ssl is False and required:
+            raise BadRequestError(
+                f"{login.host}: the secret says ssl: false, and rotation.postgres.tls is require"
+            )
+        # pg8000's ssl_context: an SSLContext verifies; None is libpq's sslmode=prefer (TLS
+        # when the server offers it, its certificate unchecked); False is no TLS.
+        if required or login.ssl:
+            modes = ["verified"]
+        elif login.ssl is False:
+            modes = ["off"]
+        else:
+            modes = ["verified", "unverified"]  # as AWS's templates
+        failure: Exception | None = None
         last: Exception | None = None
-        for use_tls in attempts:
+        for mode in modes:
+            context: ssl.SSLContext | bool | None = (
+                self._tls_context() if mode == "verified" else False if mode == "off" else None
+            )
             try:
-                return self._open(login, ssl.create_default_context() if use_tls else None)
+                connection = self._open(login, context)
             except LoginRefused:
                 raise
             except TransientServiceError as exc:
-                last = exc
+                failure, last = failure or exc, exc
+                continue
+            if mode == "unverified":
+                log.warning(
+                    "%s:%s: TLS with a verified certificate failed (%s); connected without "
+                    "checking the server's certificate (encrypted only if it offers TLS). Give "
+                    "rotation.postgres a ca_bundle (RDS's certificates), or tls: require to "
+                    "never do this",
+                    login.host,
+                    login.port,
+                    failure,
+                )
+            return connection
         assert last is not None
         raise last
 
-    def _open(self, login: Login, ssl_context: Any) -> Any:
+    def _tls_context(self) -> ssl.SSLContext:
+        """A verifying TLS context: the configured CA bundle's certificates, else the
+        system's. Made once."""
+        if self._tls is None:
+            import ssl
+
+            bundle = self.settings.ca_bundle if self.settings is not None else None
+            try:
+                self._tls = ssl.create_default_context(cadata=bundle.get() if bundle else None)
+            except ssl.SSLError as exc:
+                raise ConfigError(
+                    [f"rotation.postgres.ca_bundle: not PEM certificates ({exc.reason})"]
+                ) from None
+        return self._tls
+
+    def _open(self, login: Login, ssl_context: ssl.SSLContext | bool | None) -> Any:
         import pg8000.native
 
         try:
@@ -248,8 +310,26 @@ class PostgresStrategy:
             raise ServiceError("postgres", f"{login.host}: login failed ({code})") from exc
         except (pg8000.native.InterfaceError, OSError) as exc:
             raise TransientServiceError(
-                "postgres", f"cannot reach {login.host}:{login.port}: {type(exc).__name__}"
+                "postgres", f"cannot reach {login.host}:{login.port}: {_why(exc)}"
             ) from exc
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong connecting, without the connection's details: the exception's type,
+    and a TLS failure's reason (pg8000 wraps it in an InterfaceError)."""
+    import ssl
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"TLS: certificate verify failed ({seen.verify_message or seen.reason})"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS: {seen.reason or type(seen).__name__}"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    if "refuses ssl" in text.lower():
+        return "the server does not offer TLS"
+    return type(exc).__name__
 
 
 def other_user(username: str, secret_name: str) -> str:

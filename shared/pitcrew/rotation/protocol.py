@@ -52,7 +52,9 @@ def default_strategies(config: Config | None) -> dict[str, Strategy]:
 
     return {
         "password": PasswordStrategy(),
-        "postgres": PostgresStrategy(),
+        "postgres": PostgresStrategy(
+            config.rotation.postgres if config and config.rotation else None
+        ),
         "github-webhook": GithubWebhookStrategy(config.github if config else None),
         "http": HttpStrategy(),
     }
