@@ -186,6 +186,33 @@ def test_a_base_no_overlay_of_which_is_the_workloads_is_patched_saying_what_it_r
     )
 
 
+def test_an_overlay_whose_path_only_contains_the_cluster_name_is_not_its_own() -> None:
+    prod = WorkloadId(cluster="prod", namespace="payments", kind="Deployment", name="api")
+    files = {
+        **BASE,
+        "clusters/preprod/payments/api/kustomization.yaml": overlay_of_base(),
+        "clusters/staging/payments/api/kustomization.yaml": overlay_of_base(),
+    }
+
+    target = find_manifest(Files(files), prod, (), PATCH)
+
+    # preprod is another environment: its overlay must not get prod's fix.
+    assert set(render_change(target, PATCH).files) == {"base/api/deployment.yaml"}
+    assert "the change reaches every overlay of it" in target.how
+
+
+def test_an_overlay_that_puts_the_object_in_another_namespace_is_not_its_own() -> None:
+    files = {
+        **BASE,
+        "clusters/prod-eu/checkout/api/kustomization.yaml": overlay_of_base("checkout"),
+        "clusters/prod-eu/kustomization.yaml": "resources:\n  - checkout/api\n",
+    }
+
+    target = find_manifest(Files(files), API, (), PATCH)  # API runs in payments
+
+    assert set(render_change(target, PATCH).files) == {"base/api/deployment.yaml"}
+
+
 def test_a_resource_inside_the_overlay_is_patched_in_place() -> None:
     overlay = "clusters/prod-eu/payments/api"
     source = Files(

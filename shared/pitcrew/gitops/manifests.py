@@ -348,14 +348,23 @@ def _through_its_overlay(
     ]
     if not overlays:
         return target
-    mine = [k for k in overlays if workload.cluster.lower() in k.lower()]
-    if workload.namespace and len(mine) > 1:
-        mine = [k for k in mine if workload.namespace.lower() in k.lower()] or mine
+    # A directory named exactly like the cluster: "prod" is not in clusters/preprod/.
+    mine = [k for k in overlays if workload.cluster.lower() in _directories(k)]
+    if workload.namespace:
+        # An overlay that sets another namespace renders some other copy of the object.
+        mine = [k for k in mine if reader.load(k).get("namespace") in (None, workload.namespace)]
+        if len(mine) > 1:
+            mine = [k for k in mine if workload.namespace.lower() in _directories(k)] or mine
     # An overlay and the kustomizations above it that gather it (clusters/prod-eu/ for
-    # clusters/prod-eu/payments/api/): the deepest is the workload's own.
+    # clusters/prod-eu/payments/api/): the deepest is the workload's own, unless it gathers
+    # an overlay that is not (then the patch would reach that one).
     deepest = max(mine, key=lambda k: k.count("/"), default=None)
-    if deepest is not None and all(
-        k == deepest or deepest.startswith(posixpath.dirname(k) + "/") for k in mine
+    if (
+        deepest is not None
+        and all(k == deepest or deepest.startswith(posixpath.dirname(k) + "/") for k in mine)
+        and not any(
+            k != deepest and k.startswith(posixpath.dirname(deepest) + "/") for k in overlays
+        )
     ):
         found = _overlay_target(source, paths, deepest, workload, patch)
         if found is not None:
@@ -366,6 +375,10 @@ def _through_its_overlay(
         how=f"{target.how}; a Kustomize base that more than this workload's overlay uses: "
         f"the change reaches every overlay of it ({shared})",
     )
+
+
+def _directories(kustomization: str) -> set[str]:
+    return {part.lower() for part in posixpath.dirname(kustomization).split("/") if part}
 
 
 def render_change(target: ManifestTarget, patch: Mapping[str, Any]) -> Change:
