@@ -16,7 +16,7 @@ import pytest
 from pitcrew.config import parse_config_text
 from pitcrew.events import DomainEvent
 from pitcrew.local.template import Template
-from pitcrew.promotions.health import NEVER_STARTED_AFTER_S
+from pitcrew.promotions.health import EXECUTIONS_ENV, NEVER_STARTED_AFTER_S
 from pitcrew.promotions.rollout import (
     argocd_state,
     deployment_rollout,
@@ -318,6 +318,32 @@ def test_a_promotion_whose_execution_never_started_or_is_gone_is_failed() -> Non
     assert "never started" in str(store.get(orphan.id).reason)
     assert store.get(starting.id).status == RUNNING
     assert sorted(e.detail["promotion"]["id"] for e in published) == sorted([gone.id, orphan.id])
+
+
+@pytest.mark.usefixtures("stack")
+def test_an_execution_that_started_but_was_not_recorded_is_looked_up_by_its_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = PromotionStore()
+    published: list[DomainEvent] = []
+    steps = PromotionSteps(
+        parse_config_text(""), store=store, publish=lambda *e: published.extend(e)
+    )
+    # The start stopped after StartExecution, before it recorded the execution's ARN.
+    unrecorded = running_promotion(
+        store, "payments", execution=None, age_s=NEVER_STARTED_AFTER_S + 60
+    )
+    execution = start_execution(unrecorded.id)  # executions are named after their promotion
+    orphan = running_promotion(store, "orders", execution=None, age_s=NEVER_STARTED_AFTER_S + 60)
+    monkeypatch.setenv(EXECUTIONS_ENV, execution.rsplit(":", 1)[0])
+
+    result = steps.handle({"step": "health_check"})
+
+    assert result["reconciled"]["ended"] == [orphan.id]  # still running: not failed, locked
+    assert store.get(unrecorded.id).status == RUNNING
+    assert store.lock_holder("payments", "staging") == unrecorded.id
+    assert "never started" in str(store.get(orphan.id).reason)
+    assert [e.detail["promotion"]["id"] for e in published] == [orphan.id]
 
 
 # -- the definition and the template ----------------------------------------------------------

@@ -27,6 +27,9 @@ _EXECUTION_ENDED = {
 # A promotion recorded whose execution never started (the start stopped between the two):
 # after this long no redelivery of its request will start it.
 NEVER_STARTED_AFTER_S = 3600
+# The ARN prefix of the state machine's executions (``...:execution:<stack>-promotion``):
+# an execution is named after its promotion, so one a start did not record is found by it.
+EXECUTIONS_ENV = "PROMOTION_EXECUTIONS"
 
 if TYPE_CHECKING:
     from pitcrew.config import Config
@@ -119,34 +122,43 @@ def reconcile(
     sfn: Any,
     end_failed: Callable[[Promotion, Mapping[str, Any]], Any],
     clock: Callable[[], float],
+    executions: str | None = None,
 ) -> dict[str, Any]:
     """End, as failed, every unfinished promotion whose execution has ended (or never started):
     otherwise it would show "running" and hold its environments' locks until they expire.
     ``end_failed`` is the state machine's own "fail" task (closes open pull requests, releases
-    the locks, publishes ``PromotionFailed`` once), given the error the execution ended with."""
+    the locks, publishes ``PromotionFailed`` once), given the error the execution ended with.
+    ``executions``: the executions' ARN prefix, to find one its start did not record."""
     from pitcrew.aws import aws_errors
 
+    never_started = {"Error": "ExecutionNeverStarted", "Cause": "its execution never started"}
     ended: list[str] = []
     failed: list[str] = []
     for promotion in store.unfinished():
-        if promotion.execution is None:
+        execution = promotion.execution
+        if execution is None:
             created = _epoch(promotion.created_at)
-            if created is not None and clock() - created > NEVER_STARTED_AFTER_S:
-                error = {"Error": "ExecutionNeverStarted", "Cause": "its execution never started"}
-                end_failed(promotion, {"error": error})
+            if created is None or clock() - created <= NEVER_STARTED_AFTER_S:
+                continue
+            if executions is None:  # it cannot be looked up
+                end_failed(promotion, {"error": never_started})
                 ended.append(promotion.id)
-            continue
+                continue
+            # The start may have stopped after StartExecution and before recording it.
+            execution = f"{executions}:{promotion.id}"
         try:
             with aws_errors("stepfunctions"):
                 try:
-                    described = sfn.describe_execution(executionArn=promotion.execution)
+                    described = sfn.describe_execution(executionArn=execution)
                 except sfn.exceptions.ExecutionDoesNotExist:
                     described = {"status": "MISSING"}
         except PitcrewError as exc:
             failed.append(f"{promotion.id}: {exc}")  # asked again at the next run
             continue
         status = str(described.get("status"))
-        if status == "MISSING":
+        if status == "MISSING" and promotion.execution is None:
+            error = never_started
+        elif status == "MISSING":
             error = {"Error": "ExecutionMissing", "Cause": "its execution no longer exists"}
         elif status in _EXECUTION_ENDED:
             cause = described.get("cause") or described.get("error")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -160,12 +161,19 @@ class PromotionSteps:
         """Run the step a task names; its result is what the state machine reads."""
         step = task.get("step")
         if step == "health_check":
-            from pitcrew.promotions.health import check_environments, reconcile, send_heartbeats
+            from pitcrew.promotions.health import (
+                EXECUTIONS_ENV,
+                check_environments,
+                reconcile,
+                send_heartbeats,
+            )
 
             # Heartbeats first: a waiting approval must not time out because a slow health
             # URL used up the invocation.
             heartbeats = send_heartbeats(self.store, self.sfn)
-            reconciled = reconcile(self.store, self.sfn, self.fail, self.clock)
+            reconciled = reconcile(
+                self.store, self.sfn, self.fail, self.clock, os.environ.get(EXECUTIONS_ENV)
+            )
             checked = check_environments(
                 self.config, self.store, self.checker, self.publish, self.clock
             )
