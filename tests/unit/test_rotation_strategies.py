@@ -69,6 +69,15 @@ def test_a_postgres_secret_reads_like_aws_defaults() -> None:
     assert (login.port, login.dbname, login.ssl) == (5432, "postgres", False)
 
 
+@pytest.mark.parametrize(("ssl", "expected"), [("True", True), ("require", None), ("1", None)])
+def test_only_true_or_false_forces_tls_and_any_other_ssl_text_tries_it(
+    ssl: str, expected: bool | None
+) -> None:
+    # As AWS's rotation functions: "require" must not read as false (no TLS at all).
+    secret = {"host": "db", "username": "u", "password": "pw-123456", "ssl": ssl}
+    assert Login.from_secret(json.dumps(secret), "s").ssl is expected
+
+
 def test_json_secrets_rotate_the_named_field_or_say_which_is_missing() -> None:
     document = json.dumps({"user": "svc", "token": "old-token-value"})
 

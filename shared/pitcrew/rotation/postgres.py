@@ -88,8 +88,8 @@ class Login:
         except (TypeError, ValueError):
             raise BadRequestError(f"{name}: port must be a number") from None
         ssl = document.get("ssl")
-        if isinstance(ssl, str):
-            ssl = ssl.strip().lower() == "true"
+        if isinstance(ssl, str):  # as AWS's templates: other text tries TLS, then falls back
+            ssl = {"true": True, "false": False}.get(ssl.strip().lower())
         register_secret(str(document["password"]))
         return cls(
             host=str(document["host"]),
