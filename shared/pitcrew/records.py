@@ -27,6 +27,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import MISSING, Field, FrozenInstanceError
+from types import SimpleNamespace
 from typing import Any, TypeVar, dataclass_transform
 
 __all__ = ["frozen", "mutable"]
@@ -44,11 +45,21 @@ def _is_class_var(annotation: object) -> bool:
     return text.startswith(("ClassVar", "typing.ClassVar", "t.ClassVar"))
 
 
-def _fields_of(cls: type) -> dict[str, Field[Any]]:
-    """The base records' fields, then the class's own, in definition order."""
+def _inherited_fields(cls: type) -> dict[str, Field[Any]]:
     fields: dict[str, Field[Any]] = {}
     for base in reversed(cls.__mro__[1:]):
-        fields.update(getattr(base, _FIELDS, None) or {})
+        for name, inherited in (getattr(base, _FIELDS, None) or {}).items():
+            # A dataclass base lists its ClassVar and InitVar pseudo-fields here too.
+            if inherited._field_type is _FIELD:
+                fields[name] = inherited
+            elif inherited._field_type is dataclasses._FIELD_INITVAR:  # type: ignore[attr-defined]
+                raise TypeError(f"{cls.__qualname__}: @frozen does not support InitVar ({name})")
+    return fields
+
+
+def _fields_of(cls: type) -> dict[str, Field[Any]]:
+    """The base records' fields, then the class's own, in definition order."""
+    fields = _inherited_fields(cls)
     for name, annotation in inspect.get_annotations(cls).items():
         if _is_class_var(annotation):
             continue
@@ -63,6 +74,9 @@ def _fields_of(cls: type) -> dict[str, Field[Any]]:
             )
         if not spec.init:
             raise TypeError(f"{cls.__qualname__}.{name}: @frozen does not support init=False")
+        if spec.kw_only is True:
+            raise TypeError(f"{cls.__qualname__}.{name}: @frozen does not support kw_only")
+        spec.kw_only = False  # as dataclass resolves it: a dataclass over a record reads it
         spec.name = name
         spec.type = annotation
         spec._field_type = _FIELD  # type: ignore[attr-defined]
@@ -161,6 +175,10 @@ def _delattr(self: Any, name: str) -> None:
 
 
 _SHARED = {"__init__": _init, "__repr__": _repr, "__eq__": _eq}
+# What @dataclass reads of a base's parameters (its frozenness), for a dataclass over a record.
+_PARAMS = "__dataclass_params__"
+_FROZEN_PARAMS = SimpleNamespace(init=True, repr=True, eq=True, order=False, frozen=True)
+_MUTABLE_PARAMS = SimpleNamespace(init=True, repr=True, eq=True, order=False, frozen=False)
 _FROZEN = {"__setattr__": _setattr, "__delattr__": _delattr}
 
 
@@ -175,6 +193,7 @@ def _define(cls: type, *, frozen: bool) -> None:
             if name in own:
                 raise TypeError(f"cannot overwrite attribute {name} in class {cls.__qualname__}")
     setattr(cls, _FIELDS, fields)
+    setattr(cls, _PARAMS, _FROZEN_PARAMS if frozen else _MUTABLE_PARAMS)
     setattr(cls, "__record_layout__", _Layout(cls, fields))  # noqa: B010
     setattr(cls, "__match_args__", tuple(fields))  # noqa: B010 - mypy refuses the assignment
     for name, method in _SHARED.items():

@@ -166,6 +166,37 @@ def test_class_definition_errors_match_dataclasses() -> None:
             a: int = field(default=0, init=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class Plain:
+    x: int
+    kind: ClassVar[str] = "plain"
+
+
+def test_a_record_over_a_dataclass_takes_its_fields_not_its_class_variables() -> None:
+    @frozen
+    class Over(Plain):
+        y: int = 0
+
+    assert [f.name for f in dataclasses.fields(Over)] == ["x", "y"]
+    assert Over(1, 2) == Over(x=1, y=2) and Over(1).kind == "plain"
+    with pytest.raises(TypeError):
+        Over(1, kind="other")  # type: ignore[call-arg]
+
+
+def test_a_dataclass_over_a_record_is_a_dataclass_of_both_fields() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Under(Point3):
+        w: int = 0
+
+    assert [f.name for f in dataclasses.fields(Under)][-2:] == ["z", "w"]
+    assert Under(1, w=4).w == 4
+    with pytest.raises(TypeError, match="non-frozen"):
+
+        @dataclasses.dataclass
+        class Thawed(Point3):  # type: ignore[misc]
+            w: int = 0
+
+
 @mutable
 class Tally:
     name: str
