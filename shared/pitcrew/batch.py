@@ -50,6 +50,9 @@ class SqsMessage:
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> SqsMessage:
+        """Read one record (``ValueError`` when it is not an SQS record)."""
+        if not isinstance(record, Mapping) or not record.get("messageId"):
+            raise ValueError("not an SQS record: no messageId")
         return cls(
             message_id=str(record["messageId"]),
             body=str(record.get("body") or ""),

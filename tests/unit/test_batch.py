@@ -75,6 +75,13 @@ def test_an_empty_batch_is_an_empty_answer_and_a_non_sqs_event_is_refused() -> N
         process_sqs_batch({"detail-type": "Scheduled Event"}, lambda m: None, logger=logger)
 
 
+def test_a_record_without_a_message_id_is_refused_saying_so() -> None:
+    logger = logging.getLogger("test.batch")
+    for record in ({"body": "{}"}, "not a record"):
+        with pytest.raises(ValueError, match="not an SQS record: no messageId"):
+            process_sqs_batch({"Records": [record]}, lambda m: None, logger=logger)
+
+
 def test_the_documented_sqs_batch_reads_as_messages() -> None:
     event = load_event("sqs/incident-batch.json")
     messages: list[SqsMessage] = []
