@@ -16,7 +16,7 @@ import pytest
 from pitcrew.config import parse_config_text
 from pitcrew.events import DomainEvent
 from pitcrew.local.template import Template
-from pitcrew.promotions.health import EXECUTIONS_ENV, NEVER_STARTED_AFTER_S
+from pitcrew.promotions.health import EXECUTIONS_ENV, NEVER_STARTED_AFTER_S, longest_promotion_s
 from pitcrew.promotions.rollout import (
     argocd_state,
     deployment_rollout,
@@ -318,6 +318,27 @@ def test_a_promotion_whose_execution_never_started_or_is_gone_is_failed() -> Non
     assert "never started" in str(store.get(orphan.id).reason)
     assert store.get(starting.id).status == RUNNING
     assert sorted(e.detail["promotion"]["id"] for e in published) == sorted([gone.id, orphan.id])
+
+
+@pytest.mark.usefixtures("stack")
+def test_only_promotions_young_enough_to_still_run_are_read() -> None:
+    config = parse_config_text(
+        "environments:\n"
+        "  - {name: prod, path: envs/prod, health_url: 'http://prod.test/healthz',\n"
+        "     timeout_minutes: 30, approval_timeout_minutes: 60, merge_timeout_minutes: 30}\n"
+    )
+    assert longest_promotion_s(config) == 2 * 3600 + 24 * 3600
+    store = PromotionStore()
+    steps = PromotionSteps(config, store=store, publish=lambda *e: None)
+    arn = "arn:aws:states:us-east-1:123456789012:execution:pitcrew-promotion:"
+    recent = running_promotion(store, "payments", execution=arn + "recent", age_s=25 * 3600)
+    ancient = running_promotion(store, "orders", execution=arn + "ancient", age_s=27 * 3600)
+
+    result = steps.handle({"step": "health_check"})
+
+    assert result["reconciled"]["ended"] == [recent.id]
+    assert store.get(ancient.id).status == RUNNING  # outside the window: not read
+    assert [p.id for p in store.unfinished()] == [ancient.id]
 
 
 @pytest.mark.usefixtures("stack")

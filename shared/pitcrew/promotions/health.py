@@ -117,24 +117,38 @@ def send_heartbeats(store: PromotionStore, sfn: Any) -> dict[str, Any]:
     return {"sent": sent, "gone": gone, "failed": failed}
 
 
+def longest_promotion_s(config: Config) -> float:
+    """How long a promotion can run at most: every environment's health, approval and merge
+    waits, a day to spare; at most a year (a Standard execution's own limit)."""
+    waits = sum(
+        (e.timeout_minutes + e.approval_timeout_minutes + e.merge_timeout_minutes) * 60
+        for e in config.environments or ()
+    )
+    return min(waits + 24 * 3600, 366 * 24 * 3600)
+
+
 def reconcile(
     store: PromotionStore,
     sfn: Any,
     end_failed: Callable[[Promotion, Mapping[str, Any]], Any],
     clock: Callable[[], float],
     executions: str | None = None,
+    *,
+    window_s: float = 366 * 24 * 3600,
 ) -> dict[str, Any]:
     """End, as failed, every unfinished promotion whose execution has ended (or never started):
     otherwise it would show "running" and hold its environments' locks until they expire.
     ``end_failed`` is the state machine's own "fail" task (closes open pull requests, releases
     the locks, publishes ``PromotionFailed`` once), given the error the execution ended with.
-    ``executions``: the executions' ARN prefix, to find one its start did not record."""
+    ``executions``: the executions' ARN prefix, to find one its start did not record.
+    Only promotions started within ``window_s`` are read (``longest_promotion_s``): an older
+    one's execution has ended by its own timeouts, and was reconciled while in the window."""
     from pitcrew.aws import aws_errors
 
     never_started = {"Error": "ExecutionNeverStarted", "Cause": "its execution never started"}
     ended: list[str] = []
     failed: list[str] = []
-    for promotion in store.unfinished():
+    for promotion in store.unfinished(since=clock() - window_s):
         execution = promotion.execution
         if execution is None:
             created = _epoch(promotion.created_at)

@@ -164,6 +164,7 @@ class PromotionSteps:
             from pitcrew.promotions.health import (
                 EXECUTIONS_ENV,
                 check_environments,
+                longest_promotion_s,
                 reconcile,
                 send_heartbeats,
             )
@@ -172,7 +173,12 @@ class PromotionSteps:
             # URL used up the invocation.
             heartbeats = send_heartbeats(self.store, self.sfn)
             reconciled = reconcile(
-                self.store, self.sfn, self.fail, self.clock, os.environ.get(EXECUTIONS_ENV)
+                self.store,
+                self.sfn,
+                self.fail,
+                self.clock,
+                os.environ.get(EXECUTIONS_ENV),
+                window_s=longest_promotion_s(self.config),
             )
             checked = check_environments(
                 self.config, self.store, self.checker, self.publish, self.clock

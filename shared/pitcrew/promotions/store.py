@@ -52,6 +52,12 @@ def new_id(now: float | None = None) -> str:
     return "".join(reversed(chars))
 
 
+def id_floor(moment: float) -> str:
+    """The smallest id ``new_id`` makes at ``moment``: ids at or after it sort after it."""
+    value = int(moment * 1000) << 80
+    return "".join(_CROCKFORD[(value >> (5 * n)) & 31] for n in reversed(range(26)))
+
+
 def iso(moment: float) -> str:
     text = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
@@ -193,13 +199,14 @@ class PromotionStore:
                     break
         return found
 
-    def unfinished(self) -> list[Promotion]:
-        """Every promotion not yet ended (running, or waiting for an approval), oldest first."""
+    def unfinished(self, since: float = 0.0) -> list[Promotion]:
+        """Every promotion started at ``since`` or later (ids sort by time: only those are
+        read) and not yet ended (running, or waiting for an approval), oldest first."""
         ended = {f":ended{i}": status for i, status in enumerate(ENDED)}
         items = self.table.query(
-            "pk = :pk",
+            "pk = :pk AND sk >= :since",
             names={"#status": "status"},
-            values={":pk": PROMOTIONS_PK, **ended},
+            values={":pk": PROMOTIONS_PK, ":since": id_floor(max(since, 0.0)), **ended},
             filter_expression=f"NOT (#status IN ({', '.join(ended)}))",
         )
         return [Promotion.from_item(item) for item in items]
