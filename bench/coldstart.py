@@ -32,6 +32,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -277,21 +278,26 @@ class Job:
         the process to the end of its imports (the process says so on stdout). Its exit is
         not timed: a Lambda environment never tears its interpreter down at the end of a cold
         start, and finalising every module takes tens of milliseconds."""
-        start = time.perf_counter()
-        with subprocess.Popen(
-            self.argv(report_ready=True),
-            cwd=self.cwd,
-            env=dict(self.env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        ) as process:
-            assert process.stdout is not None and process.stderr is not None
-            ready = process.stdout.readline()
-            wall = time.perf_counter() - start
-            stderr = process.stderr.read()
-            process.wait()
-        if process.returncode != 0 or not ready.strip():
-            raise JobFailed(f"{self.name}: failed in {self.cwd}:\n{stderr.decode()}")
+        # stderr goes to a file: a pipe the parent does not read while it waits on stdout
+        # would block a process that writes more than a pipe holds.
+        with tempfile.TemporaryFile() as stderr:
+            start = time.perf_counter()
+            with subprocess.Popen(
+                self.argv(report_ready=True),
+                cwd=self.cwd,
+                env=dict(self.env),
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+            ) as process:
+                assert process.stdout is not None
+                ready = process.stdout.readline()
+                wall = time.perf_counter() - start
+                process.stdout.read()
+                process.wait()
+            if process.returncode != 0 or not ready.strip():
+                stderr.seek(0)
+                message = stderr.read().decode(errors="replace")
+                raise JobFailed(f"{self.name}: failed in {self.cwd}:\n{message}")
         return wall, float(ready)
 
 
