@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -420,3 +421,18 @@ def test_the_banner_names_who_invokes_each_function(runtime: LocalRuntime) -> No
     assert "rotate_secret (Secrets Manager rotation)" in lines
     (steps,) = [line for line in lines if line.startswith("promotion_steps (")]
     assert "Step Functions" in steps and "Schedule" in steps
+
+
+def test_an_action_the_emulator_does_not_implement_is_one_warning_not_a_traceback(
+    runtime: LocalRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):  # moto answers 500 (botocore retries it first)
+        runtime.client("ce").get_anomaly_monitors()
+
+    said = [r for r in caplog.records if r.name == "werkzeug" and r.levelno >= logging.WARNING]
+    assert said and all(r.exc_info is None for r in said)
+    assert "AWS emulator: The get_anomaly_monitors action has not been implemented" in (
+        said[0].getMessage()
+    )

@@ -28,6 +28,23 @@ CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing
 log = logging.getLogger("pitcrew.local")
 
 
+class NotEmulated(logging.Filter):
+    """moto answers an action it does not implement with a 500, and werkzeug logs that with
+    moto's whole traceback (in the message text): one line says it instead (the caller sees
+    the 500)."""
+
+    _MARK = "NotImplementedError: "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("Error on request") and self._MARK in text:
+            reason = text.rsplit(self._MARK, 1)[1].strip().splitlines()[0]
+            record.msg, record.args = "AWS emulator: %s (moto answered 500)", (reason,)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def ensure_port_free(port: int, what: str, option: str) -> None:
     """Raise ``PortInUseError`` when ``127.0.0.1:port`` cannot be bound (0: any port)."""
     if port == 0:
@@ -84,7 +101,10 @@ class Emulator:
         from werkzeug.serving import make_server
 
         # moto logs every request through werkzeug's logger; the runtime logs what matters.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        werkzeug_log = logging.getLogger("werkzeug")
+        werkzeug_log.setLevel(logging.WARNING)
+        if not any(isinstance(f, NotEmulated) for f in werkzeug_log.filters):
+            werkzeug_log.addFilter(NotEmulated())
         # werkzeug reports a taken port by printing and exiting; ask first.
         ensure_port_free(self._requested_port, "AWS emulator", "--aws-port")
         app = DomainDispatcherApplication(create_backend_app)
