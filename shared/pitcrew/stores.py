@@ -95,12 +95,18 @@ class Table:
         condition: str | None = None,
         names: Mapping[str, str] | None = None,
         values: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Write ``item``; with ``condition``, a ``ConflictError`` when it does not hold."""
+        return_old: bool = False,
+    ) -> dict[str, Any] | None:
+        """Write ``item``; with ``condition``, a ``ConflictError`` when it does not hold.
+        With ``return_old``, the item it replaced (None when there was none)."""
         request: dict[str, Any] = {"TableName": self.name, "Item": serialize(item)}
         _add_condition(request, condition, names, values)
+        if return_old:
+            request["ReturnValues"] = "ALL_OLD"
         with aws_errors("dynamodb"):
-            self.client.put_item(**request)
+            response = self.client.put_item(**request)
+        old = response.get("Attributes") if return_old else None
+        return deserialize(old) if old else None
 
     def delete(
         self,

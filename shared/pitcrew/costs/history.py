@@ -2,13 +2,18 @@
 
 One item per provider and day holds every group of that day, so a day is written whole in
 one ``PutItem``: re-fetching a day overwrites it (never doubles it), and a run that fails
-half-way leaves each day either as it was or complete. The items, by key:
+half-way leaves each day either as it was or complete. A day too large for one item (DynamoDB
+keeps at most 400 KB: about 7,000 groups) keeps the rest of its groups in part items, written
+first, under a new write id; the day's item then names that id and how many parts it has, so
+a reader never mixes two writes, and the previous write's parts are deleted last. The items,
+by key:
 
 =====================  ==========================  ==============================================
 pk                     sk                          what
 =====================  ==========================  ==============================================
 ``daily#<provider>``   ``YYYY-MM-DD``              ``groups`` (JSON {group: USD}), ``total``,
-                                                   ``estimated``
+                                                   ``estimated``; a large day: ``parts``, ``write``
+``daily#<provider>``   ``YYYY-MM-DD#<write>#<n>``  part n (1...) of a large day's ``groups``
 ``state``              ``<provider>``              ``watermark`` (every day up to it is final),
                                                    ``forecast``, ``monitors``, ``last_run``
 ``anomaly#<provider>`` ``YYYY-MM-DD#<group>``      one anomaly; ``notified`` once its event is out
@@ -20,15 +25,18 @@ pk                     sk                          what
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pitcrew.costs.model import Anomaly, DailyCosts, parse_day
-from pitcrew.errors import ConflictError
+from pitcrew.errors import ConflictError, TransientServiceError
 from pitcrew.stores import Table, table_name
 
 TABLE_ENV = "COSTS_TABLE"
+# The JSON of a day's groups per item: well inside DynamoDB's 400 KB with the other attributes.
+PART_BYTES = 300_000
 
 
 def _now() -> str:
@@ -44,41 +52,73 @@ class CostHistory:
     # -- daily costs -------------------------------------------------------------------------
     def put_day(self, costs: DailyCosts) -> None:
         """Write one provider's day whole, replacing what was there."""
-        self.table.put(
-            {
-                "pk": f"daily#{costs.provider}",
-                "sk": costs.day.isoformat(),
-                # One JSON document, not a map: a day of 300 groups is one attribute to
-                # read and decode instead of 300 typed numbers.
-                "groups": json.dumps(
-                    {name: round(amount, 6) for name, amount in costs.groups.items()},
-                    separators=(",", ":"),
-                ),
-                "total": costs.total,
-                "estimated": costs.estimated,
-                "fetched_at": _now(),
-            }
-        )
+        pk, day = f"daily#{costs.provider}", costs.day.isoformat()
+        # One JSON document per item, not a map: a day of 300 groups is one attribute to read
+        # and decode instead of 300 typed numbers.
+        chunks = _chunks({name: round(amount, 6) for name, amount in costs.groups.items()})
+        item: dict[str, Any] = {
+            "pk": pk,
+            "sk": day,
+            "groups": chunks[0],
+            "total": costs.total,
+            "estimated": costs.estimated,
+            "fetched_at": _now(),
+        }
+        if len(chunks) > 1:
+            write = secrets.token_hex(4)
+            for n, chunk in enumerate(chunks[1:], start=1):
+                self.table.put({"pk": pk, "sk": f"{day}#{write}#{n}", "groups": chunk})
+            item.update(parts=len(chunks), write=write)
+        before = self.table.put(item, return_old=True) or {}
+        if before.get("write") and before.get("write") != item.get("write"):
+            for n in range(1, int(before.get("parts", 1))):
+                self.table.delete({"pk": pk, "sk": f"{day}#{before['write']}#{n}"})
 
     def days(self, provider: str, start: date, end: date) -> list[DailyCosts]:
         """The stored days of ``provider`` from ``start`` up to, not including, ``end``."""
+        for _ in range(3):
+            days = self._read_days(provider, start, end)
+            if days is not None:
+                return days
+        raise TransientServiceError(
+            "dynamodb", f"the days of {provider} kept changing while read; try again"
+        )
+
+    def _read_days(self, provider: str, start: date, end: date) -> list[DailyCosts] | None:
+        """None when a large day was rewritten while read (its parts were gone)."""
         items = self.table.query(
             "pk = :pk AND sk BETWEEN :start AND :last",
             values={
                 ":pk": f"daily#{provider}",
                 ":start": start.isoformat(),
-                ":last": (end - timedelta(days=1)).isoformat(),
+                # Past the last day's own key: its part items sort after it.
+                ":last": (end - timedelta(days=1)).isoformat() + "#~",
             },
         )
-        return [
-            DailyCosts(
-                provider=provider,
-                day=parse_day(item["sk"]),
-                groups=json.loads(item.get("groups") or "{}"),
-                estimated=bool(item.get("estimated")),
+        mains: list[dict[str, Any]] = []
+        parts: dict[str, str] = {}
+        for item in items:
+            if "#" in item["sk"]:
+                parts[item["sk"]] = item.get("groups") or "{}"
+            else:
+                mains.append(item)
+        found = []
+        for item in mains:
+            groups = json.loads(item.get("groups") or "{}")
+            for n in range(1, int(item.get("parts", 1))):
+                part = parts.get(f"{item['sk']}#{item.get('write')}#{n}")
+                if part is None:
+                    return None
+                groups.update(json.loads(part))
+            found.append(
+                DailyCosts(
+                    provider=provider,
+                    day=parse_day(item["sk"]),
+                    groups=groups,
+                    estimated=bool(item.get("estimated")),
+                )
             )
-            for item in items
-        ]
+        return found
 
     # -- run state ---------------------------------------------------------------------------
     def state(self, provider: str) -> dict[str, Any]:
@@ -172,6 +212,25 @@ class CostHistory:
 
     def budget_alerts(self, month: str) -> list[dict[str, Any]]:
         return list(self.table.query("pk = :pk", values={":pk": f"budget#{month}"}))
+
+
+def _chunks(groups: dict[str, float]) -> list[str]:
+    """``groups`` as JSON objects of at most ``PART_BYTES`` each (one, for most days)."""
+    whole = json.dumps(groups, separators=(",", ":"))
+    if len(whole.encode()) <= PART_BYTES:
+        return [whole]
+    chunks: list[str] = []
+    current: dict[str, float] = {}
+    size = 2
+    for name, amount in groups.items():
+        entry = len(json.dumps({name: amount}, separators=(",", ":")).encode()) - 1
+        if current and size + entry > PART_BYTES:
+            chunks.append(json.dumps(current, separators=(",", ":")))
+            current, size = {}, 2
+        current[name] = amount
+        size += entry
+    chunks.append(json.dumps(current, separators=(",", ":")))
+    return chunks
 
 
 def _anomaly_item(anomaly: Anomaly) -> dict[str, Any]:
