@@ -160,6 +160,30 @@ def test_a_key_keeping_one_version_is_raised_to_two_so_the_old_value_survives(
     assert key.delete_version_after == "768h0m0s"
 
 
+def test_a_mount_keeping_one_version_gets_the_key_two_so_the_old_value_survives(
+    vault: FakeVault,
+) -> None:
+    vault.put("apps/mounted", {"value": "only-value-5678"}, created=OLD)
+    vault.mount_max_versions = 1  # the key's own is 0: the mount's applies
+
+    [result] = rotation(vault, "[{path: apps/mounted}]", []).run()
+
+    assert result.status == "rotated"
+    assert "max_versions set to 2 (the mount keeps 1)" in result.reason
+    assert vault.keys["apps/mounted"].max_versions == 2
+    assert vault.version("apps/mounted", 1) == {"value": "only-value-5678"}
+
+
+def test_a_mount_config_the_token_may_not_read_is_not_checked(vault: FakeVault) -> None:
+    vault.put("apps/guarded", {"value": "only-value-9012"}, created=OLD)
+    vault.config_readable = False
+
+    [result] = rotation(vault, "[{path: apps/guarded}]", []).run()
+
+    assert result.status == "rotated"
+    assert vault.keys["apps/guarded"].max_versions == 0  # left as it was
+
+
 def test_cas_required_keys_are_written_with_cas(vault: FakeVault) -> None:
     vault.mount_cas_required = True
     vault.put("apps/strict", {"value": "strict-value-1234"}, created=OLD)

@@ -113,6 +113,7 @@ class FakeVault:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.keys: dict[str, Key] = {}
         self.mount_max_versions = 0  # Vault's config default: 0, which keeps 10
+        self.config_readable = True
         self.mount_cas_required = False
         self.mount_delete_version_after = "0s"
         self.roles: set[str] = set()
@@ -225,6 +226,7 @@ class FakeVault:
         service.route("POST", r"^/v1/(?P<mount>[^/]+)/data/(?P<path>.+)$")(self._post_data)
         service.route("GET", r"^/v1/(?P<mount>[^/]+)/metadata/(?P<path>.+)$")(self._get_meta)
         service.route("POST", r"^/v1/(?P<mount>[^/]+)/metadata/(?P<path>.+)$")(self._post_meta)
+        service.route("GET", r"^/v1/(?P<mount>[^/]+)/config$")(self._get_config)
 
     @staticmethod
     def _error(status: int, *messages: str) -> Reply:
@@ -301,6 +303,24 @@ class FakeVault:
             number = self._write(path, data, self.clock())
             key = self.keys[path]
             return vault_reply(200, {"data": self._version_metadata(key, number)})
+
+    def _get_config(self, request: Request) -> Reply:
+        """``GET <mount>/config``: the mount's KV v2 settings (``config_readable`` False: the
+        token's policy does not allow it, as a least-privilege one may not)."""
+        if not self._authorized(request) or not self.config_readable:
+            return self._error(403, "permission denied")
+        if request.params["mount"] != self.mount:
+            return self._error(404, f"no handler for route '{request.path}'")
+        return vault_reply(
+            200,
+            {
+                "data": {
+                    "max_versions": self.mount_max_versions,
+                    "cas_required": False,
+                    "delete_version_after": "0s",
+                }
+            },
+        )
 
     def _get_meta(self, request: Request) -> Reply:
         path, refused = self._key_request(request)

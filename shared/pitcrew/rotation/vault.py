@@ -83,6 +83,21 @@ class VaultKV:
     def __init__(self, client: Any, mount: str) -> None:
         self.client = client
         self.mount = mount
+        self._mount_max_versions: int | None = None
+
+    def mount_max_versions(self) -> int | None:
+        """The mount's ``max_versions`` (``GET <mount>/config``, read once); None when the
+        token may not read it."""
+        if self._mount_max_versions is None:
+            from hvac import exceptions
+
+            try:
+                config = self._kv.read_configuration(mount_point=self.mount)["data"]
+            except (exceptions.Forbidden, exceptions.InvalidPath):
+                log.info("%s/config cannot be read: its max_versions is not checked", self.mount)
+                return None
+            self._mount_max_versions = int(config.get("max_versions") or 0)
+        return self._mount_max_versions
 
     @property
     def _kv(self) -> Any:
@@ -280,6 +295,9 @@ class VaultRotation:
         if metadata.max_versions == 1:
             max_versions = MIN_VERSIONS
             notes.append(f"max_versions raised from 1 to {MIN_VERSIONS}")
+        elif metadata.max_versions == 0 and kv.mount_max_versions() == 1:
+            max_versions = MIN_VERSIONS
+            notes.append(f"max_versions set to {MIN_VERSIONS} (the mount keeps 1)")
         if max_versions is not None:
             kv.update_metadata(
                 entry.path, metadata, custom=metadata.custom, max_versions=max_versions
