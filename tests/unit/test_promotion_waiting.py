@@ -409,3 +409,37 @@ def test_every_arn_of_the_definition_comes_from_definition_substitutions(
         if state["Type"] == "Task"
     ]
     assert set(resources) == {"${PromotionStepsFunctionArn}"}
+
+
+class GoneSfn:
+    """Step Functions that knows no execution."""
+
+    class exceptions:  # boto3's shape
+        class ExecutionDoesNotExist(Exception):
+            pass
+
+    def describe_execution(self, *, executionArn: str) -> dict[str, Any]:
+        raise self.exceptions.ExecutionDoesNotExist(executionArn)
+
+
+@pytest.mark.usefixtures("stack")
+def test_a_promotion_that_cannot_be_ended_now_does_not_stop_the_others() -> None:
+    from pitcrew.errors import ConflictError
+    from pitcrew.promotions.health import reconcile
+
+    store = PromotionStore()
+    arn = "arn:aws:states:us-east-1:123456789012:execution:pitcrew-promotion:"
+    stuck = running_promotion(store, "payments", execution=arn + "a")
+    other = running_promotion(store, "orders", execution=arn + "b")
+    done: list[str] = []
+
+    def end_failed(promotion: Promotion, task: Any) -> None:
+        if promotion.id == stuck.id:
+            raise ConflictError(f"promotion {promotion.id} keeps changing; try again")
+        done.append(promotion.id)
+
+    result = reconcile(store, GoneSfn(), end_failed, time.time)
+
+    assert result["ended"] == [other.id] and done == [other.id]
+    (why,) = result["failed"]
+    assert why.startswith(stuck.id) and "keeps changing" in why

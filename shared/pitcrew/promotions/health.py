@@ -155,8 +155,7 @@ def reconcile(
             if created is None or clock() - created <= NEVER_STARTED_AFTER_S:
                 continue
             if executions is None:  # it cannot be looked up
-                end_failed(promotion, {"error": never_started})
-                ended.append(promotion.id)
+                _end(promotion, never_started, end_failed, ended, failed)
                 continue
             # The start may have stopped after StartExecution and before recording it.
             execution = f"{executions}:{promotion.id}"
@@ -183,9 +182,25 @@ def reconcile(
             }
         else:
             continue  # RUNNING, or SUCCEEDED a moment before its last task's write lands
-        end_failed(promotion, {"error": error})
-        ended.append(promotion.id)
+        _end(promotion, error, end_failed, ended, failed)
     return {"ended": ended, "failed": failed}
+
+
+def _end(
+    promotion: Promotion,
+    error: Mapping[str, str],
+    end_failed: Callable[[Promotion, Mapping[str, Any]], Any],
+    ended: list[str],
+    failed: list[str],
+) -> None:
+    """One promotion ended; a failure to end it is reported and tried at the next run, and
+    does not stop the health checks after it."""
+    try:
+        end_failed(promotion, {"error": error})
+    except PitcrewError as exc:
+        failed.append(f"{promotion.id}: {exc}")
+        return
+    ended.append(promotion.id)
 
 
 def _epoch(text: str | None) -> float | None:
