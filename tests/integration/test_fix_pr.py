@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pitcrew.config import Config, parse_config
-from pitcrew.errors import TransientServiceError
+from pitcrew.errors import PublishError, TransientServiceError
 from pitcrew.events import DomainEvent
 from pitcrew.fixes.flow import FixFlow
 from pitcrew.github import RetryPolicy, connect
@@ -286,6 +286,32 @@ def test_two_deliveries_racing_announce_their_one_pull_request_once(
     assert [e.name for e in harness.published] == ["FixPullRequestOpened"]
     timeline = harness.store.get(incident["id"]).timeline
     assert sum(1 for entry in timeline if entry["event"] == "pull_request") == 1
+
+
+def test_an_event_lost_after_the_pull_request_opened_is_published_by_the_retry(
+    harness: Harness,
+) -> None:
+    incident = harness.diagnosed()
+    publish = harness.flow._publish
+
+    def unavailable(*events: DomainEvent) -> None:
+        raise PublishError([("FixPullRequestOpened", "EventBridge is unavailable")])
+
+    harness.flow._publish = unavailable
+    with pytest.raises(PublishError):
+        harness.flow.handle(incident)  # the pull request is open, its event is not out
+    harness.flow._publish = publish
+
+    retried = harness.flow.handle(incident)  # Lambda's retry of the same event
+
+    assert retried.action == "opened"
+    (pull,) = harness.gh.pulls(REPO)
+    assert harness.gh.comments(REPO, pull["number"]) == []  # no "diagnosed again" on a retry
+    assert [e.name for e in harness.published] == ["FixPullRequestOpened"]
+    assert harness.published[0].detail["pull_request"]["number"] == pull["number"]
+    # Out now: a later diagnosis comments on the pull request, as before.
+    assert harness.flow.handle(incident).action == "commented"
+    assert [e.name for e in harness.published] == ["FixPullRequestOpened"]
 
 
 @pytest.mark.parametrize(

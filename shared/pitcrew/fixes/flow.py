@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from pitcrew.config import Config, GitopsConfig
     from pitcrew.github import GitHub
-    from pitcrew.incidents.store import IncidentStore
+    from pitcrew.incidents.store import Incident, IncidentStore
 
 # Kinds with a manifest in Git that a patch can change (a bare Pod, a Node or an alert cannot).
 PATCHABLE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
@@ -157,12 +157,15 @@ class FixFlow:
 
         repo = gitops.repo
         if not gitops.safe_mode:
-            commented = self._comment_on_open_fix(incident, repo)
-            if commented is not None:
-                return commented
-            limited = self._limit_attempts(incident, repo, gitops.max_fix_attempts)
-            if limited is not None:
-                return limited
+            # In order: this fix's own event still to publish (a retry), a fix already open
+            # for the signature, the attempt limit.
+            settled = (
+                self._announce_pending(incident)
+                or self._comment_on_open_fix(incident, repo)
+                or self._limit_attempts(incident, repo, gitops.max_fix_attempts)
+            )
+            if settled is not None:
+                return settled
         workload = incident["workload"]
         target_id = WorkloadId(
             cluster=str(incident.get("cluster") or "default"),
@@ -213,11 +216,29 @@ class FixFlow:
         updated, first = self.store.attach_new_pull_request(
             str(incident["id"]), record, self._clock()
         )
-        if first:  # else a delivery racing this one attached it, and announced it
-            self._count("FixPullRequestOpened")
-            self._publish(event(EventName.FIX_PULL_REQUEST_OPENED, updated.as_api()))
+        if first:  # else a delivery racing this one attached it, and announces it
+            self._announce(updated)
         self._log("fix pull request opened", incident, url=pull.url, new=new, announced=first)
         return FixOutcome("opened", f"pull request #{pull.number}", pull.url)
+
+    def _announce(self, incident: Incident) -> None:
+        """``FixPullRequestOpened`` for the incident's pull request, then noted as out (a
+        failed publish raises, and the event's retry announces it: ``_announce_pending``)."""
+        self._count("FixPullRequestOpened")
+        self._publish(event(EventName.FIX_PULL_REQUEST_OPENED, incident.as_api()))
+        if incident.announcing is not None:
+            self.store.announced(incident.id, incident.announcing)
+
+    def _announce_pending(self, incident: Mapping[str, Any]) -> FixOutcome | None:
+        """A retry after the pull request was opened but its event was not published: the
+        event now, and neither a second pull request nor a "diagnosed again" comment."""
+        stored = self.store.get(str(incident["id"]))
+        pull = stored.pull_request or {}
+        if stored.announcing is None or pull.get("number") != stored.announcing:
+            return None
+        self._announce(stored)
+        self._log("fix pull request announced on retry", incident, url=pull.get("url"))
+        return FixOutcome("opened", f"pull request #{stored.announcing}", pull.get("url"))
 
     def _comment_on_open_fix(self, incident: Mapping[str, Any], repo: str) -> FixOutcome | None:
         """Never twice: the open pitcrew pull request for this signature gets a comment."""

@@ -117,6 +117,8 @@ class Incident:
     links: list[str] = field(default_factory=list)
     firing: dict[str, str] = field(default_factory=dict)  # fingerprint -> startsAt
     ended: dict[str, str] = field(default_factory=dict)  # resolved: fingerprint -> startsAt
+    # The number of the fix pull request whose FixPullRequestOpened is not out yet.
+    announcing: int | None = None
     version: int = 0
 
     @property
@@ -179,6 +181,7 @@ class Incident:
             "links": self.links,
             "firing": self.firing,
             "ended": self.ended,
+            "announcing": self.announcing,
         }
         item: dict[str, Any] = {
             "pk": f"INCIDENT#{self.id}",
@@ -224,6 +227,7 @@ class Incident:
             links=list(detail.get("links") or []),
             firing=dict(detail.get("firing") or {}),
             ended=dict(detail.get("ended") or {}),
+            announcing=detail.get("announcing"),
             version=int(item.get("version", 0)),
         )
 
@@ -397,9 +401,10 @@ class IncidentStore:
     def attach_new_pull_request(
         self, incident_id: str, pull_request: Mapping[str, Any], now: datetime
     ) -> tuple[Incident, bool]:
-        """Attach a pull request just opened; False (and nothing written) when the incident
-        has it already: another delivery of the same diagnosis, racing this one, got there
-        first (and announces it)."""
+        """Attach a pull request just opened, to be announced (``announced`` once its
+        ``FixPullRequestOpened`` is out); False (and nothing written) when the incident has
+        it already: another delivery of the same diagnosis, racing this one, got there first
+        (and announces it)."""
         attached = False
 
         def attach(incident: Incident) -> bool:
@@ -407,9 +412,23 @@ class IncidentStore:
             current = incident.pull_request or {}
             same = ("repo", "number")
             attached = any(current.get(k) != pull_request.get(k) for k in same)
-            return attached and _attach(incident, pull_request, now)
+            if not attached:
+                return False
+            incident.announcing = pull_request.get("number")
+            return _attach(incident, pull_request, now)
 
         return self._change(incident_id, attach), attached
+
+    def announced(self, incident_id: str, number: int) -> Incident:
+        """Pull request ``number``'s ``FixPullRequestOpened`` is out."""
+
+        def done(incident: Incident) -> bool:
+            if incident.announcing != number:
+                return False
+            incident.announcing = None
+            return True
+
+        return self._change(incident_id, done)
 
     def reopen(self, incident_id: str, now: datetime, reason: str) -> Incident:
         """Open a resolved incident again (a fix that did not hold). ``ConflictError`` when
