@@ -92,13 +92,12 @@ class ReceivedEvent:
 
     @classmethod
     def from_eventbridge(cls, event: Mapping[str, Any]) -> Self:
-        """Read an EventBridge event (the Lambda event, or powertools' ``EventBridgeEvent``,
-        which is a mapping too). Raises ``BadRequestError`` when it is not one."""
-        raw = getattr(event, "raw_event", event)
-        if not isinstance(raw, Mapping):
-            raise BadRequestError(f"expected an EventBridge event, got {type(raw).__name__}")
-        name = raw.get("detail-type")
-        detail = raw.get("detail")
+        """Read an EventBridge event (the Lambda event). Raises ``BadRequestError`` when it
+        is not one."""
+        if not isinstance(event, Mapping):
+            raise BadRequestError(f"expected an EventBridge event, got {type(event).__name__}")
+        name = event.get("detail-type")
+        detail = event.get("detail")
         if not isinstance(name, str) or not name:
             raise BadRequestError("not an EventBridge event: no detail-type")
         if not isinstance(detail, Mapping):
@@ -106,12 +105,12 @@ class ReceivedEvent:
         return cls(
             name=name,
             detail=detail,
-            id=str(raw.get("id") or ""),
-            time=str(raw.get("time") or ""),
-            source=str(raw.get("source") or ""),
-            region=str(raw.get("region") or ""),
-            account=str(raw.get("account") or ""),
-            raw=raw,
+            id=str(event.get("id") or ""),
+            time=str(event.get("time") or ""),
+            source=str(event.get("source") or ""),
+            region=str(event.get("region") or ""),
+            account=str(event.get("account") or ""),
+            raw=event,
         )
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint
 
-from pitcrew.api.routes import ApiContext, route
+from pitcrew.api.routes import ApiContext, query_limit, route
 from pitcrew.errors import BadRequestError
 
 if TYPE_CHECKING:
@@ -60,9 +60,4 @@ def blueprint(context: ApiContext, store: IncidentStore | None = None) -> Bluepr
 def _limit(raw: str | None) -> int:
     from pitcrew.incidents.store import MAX_LIST
 
-    if raw is None:
-        return DEFAULT_LIMIT
-    # ASCII digits, few of them: int() refuses "①" and more than 4300 digits (a 500, not a 400).
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= MAX_LIST:
-        raise BadRequestError(f"limit: expected an integer from 1 to {MAX_LIST}, got {raw!r}")
-    return int(raw)
+    return DEFAULT_LIMIT if raw is None else query_limit(raw, MAX_LIST)

@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from pitcrew.api.routes import ApiContext, route
+from pitcrew.api.routes import ApiContext, query_limit, route
 from pitcrew.errors import BadRequestError
 
 MAX_LIST = 200
@@ -56,10 +56,8 @@ def blueprint(context: ApiContext, store: Any | None = None) -> Blueprint:
             raise BadRequestError(
                 f"unknown query parameter(s) {', '.join(unknown)}: use app and limit"
             )
-        raw = query.get("limit", "50")
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= MAX_LIST:
-            raise BadRequestError(f"limit: expected an integer from 1 to {MAX_LIST}, got {raw!r}")
-        found = promotions().recent(limit=int(raw), app=query.get("app"))
+        limit = query_limit(query.get("limit", "50"), MAX_LIST)
+        found = promotions().recent(limit=limit, app=query.get("app"))
         return {"promotions": [p.as_api() for p in found], "count": len(found)}
 
     @route(bp, context, "/promotions/{promotion_id}")

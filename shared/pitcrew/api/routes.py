@@ -74,6 +74,14 @@ def require_operator(config: Config, headers: Mapping[str, str]) -> None:
         raise UnauthorizedError("invalid operator token")
 
 
+def query_limit(raw: str, most: int) -> int:
+    """``?limit=N``: a whole number from 1 to ``most``, else a 400 naming it. ASCII digits,
+    few of them: int() refuses "①" and more than 4300 digits (a 500, not a 400)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= most:
+        raise BadRequestError(f"limit: expected an integer from 1 to {most}, got {raw!r}")
+    return int(raw)
+
+
 def route(
     blueprint: Blueprint,
     context: ApiContext,

@@ -53,12 +53,13 @@ def _whole(name: str, raw: str, most: int) -> int:
 
 def check_size(report: Mapping[str, Any], body: str) -> None:
     """Refuse a report too large for a Lambda answer, saying what to ask instead."""
-    if len(body.encode()) <= MAX_REPORT_BYTES:
+    size = len(body.encode())
+    if size <= MAX_REPORT_BYTES:
         return
     groups = report.get("groups_total", len(report.get("groups") or ()))
     raise BadRequestError(
         f"the report for {report.get('days')} days of {groups} cost groups is "
-        f"{len(body.encode()) / 1e6:.1f} MB, over the 6 MB a Lambda can answer: "
+        f"{size / 1e6:.1f} MB, over the 6 MB a Lambda can answer: "
         "ask for fewer days (?days=N) or only the costliest groups (?top=N)"
     )
 

@@ -178,8 +178,10 @@ def _overlay_target(
     kustomization: str,
     workload: WorkloadId,
     patch: Mapping[str, Any],
+    *,
+    reader: _Kustomize | None = None,
 ) -> ManifestTarget | None:
-    reader = _Kustomize(source, paths)
+    reader = reader or _Kustomize(source, paths)
     overlay = posixpath.dirname(kustomization)
     own_patch_file = posixpath.join(overlay, patch_file_name(workload))
     defining: tuple[str, Document] | None = None
@@ -366,7 +368,7 @@ def _through_its_overlay(
             k != deepest and k.startswith(posixpath.dirname(deepest) + "/") for k in overlays
         )
     ):
-        found = _overlay_target(source, paths, deepest, workload, patch)
+        found = _overlay_target(source, paths, deepest, workload, patch, reader=reader)
         if found is not None:
             return replace(found, how=f"{found.how}, found by a search in {target.path}")
     shared = ", ".join(posixpath.dirname(k) or "." for k in overlays)

@@ -165,10 +165,10 @@ def dispatch(
     instruments: Instruments | None = None,
     time_left_ms: int | None = None,
 ) -> DispatchReport:
-    """Deliver one EventBridge event (the Lambda event, or powertools' ``EventBridgeEvent``)
-    to the configured notifications. With the function's instruments, counts
-    ``NotificationsDelivered``, ``NotificationsFailed`` (each dead-lettered) and
-    ``NotificationDeadLetterWritesFailed`` (then it raises)."""
+    """Deliver one EventBridge event (the Lambda event) to the configured notifications.
+    With the function's instruments, counts ``NotificationsDelivered``,
+    ``NotificationsFailed`` (each dead-lettered) and ``NotificationDeadLetterWritesFailed``
+    (then it raises)."""
     bus_event = BusEvent.from_eventbridge(event)
     notifier = Notifier(
         config.notifications or (),

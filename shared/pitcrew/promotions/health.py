@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pitcrew.errors import PitcrewError
 from pitcrew.events import DomainEvent, EventName, event
-from pitcrew.promotions.store import Promotion, PromotionStore, iso
+from pitcrew.promotions.store import Promotion, PromotionStore, epoch, iso
 
 # An execution that ended this way without ending its promotion: the Catch that runs the
 # "fail" task did not (the execution's history limit, a state that failed before any Catch,
@@ -151,7 +151,7 @@ def reconcile(
     for promotion in store.unfinished(since=clock() - window_s):
         execution = promotion.execution
         if execution is None:
-            created = _epoch(promotion.created_at)
+            created = epoch(promotion.created_at)
             if created is None or clock() - created <= NEVER_STARTED_AFTER_S:
                 continue
             if executions is None:  # it cannot be looked up
@@ -201,12 +201,3 @@ def _end(
         failed.append(f"{promotion.id}: {exc}")
         return
     ended.append(promotion.id)
-
-
-def _epoch(text: str | None) -> float | None:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -26,6 +26,7 @@ from pitcrew.promotions.store import (
     RUNNING,
     Promotion,
     PromotionStore,
+    epoch,
     iso,
 )
 
@@ -731,7 +732,7 @@ class PromotionSteps:
     def succeed(self, promotion: Promotion, task: Mapping[str, Any]) -> dict[str, Any]:
         promotion = self._end(promotion, "succeeded")
         pull = promotion.pull_request(promotion.target, "update") or {}
-        created = _epoch(promotion.created_at)
+        created = epoch(promotion.created_at)
         self._once(
             promotion,
             "succeeded",
@@ -816,16 +817,6 @@ def _failed_step(promotion: Promotion) -> str | None:
         if step.get("outcome") not in ("passed", "merged", "healthy", "recorded", "opened"):
             return str(step["step"])
     return promotion.steps[-1]["step"] if promotion.steps else None
-
-
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    from datetime import datetime
-
-    with contextlib.suppress(ValueError):
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    return None
 
 
 def default_gitops(config: Config) -> GitopsRepo:

@@ -63,6 +63,16 @@ def iso(moment: float) -> str:
     return text.replace("+00:00", "Z")
 
 
+def epoch(text: str | None) -> float | None:
+    """The moment ``iso`` wrote (None for no text, or text that is no ISO time)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 @mutable
 class Promotion:
     """One promotion of ``version`` of ``app`` through ``plan`` (environment names, in order).
